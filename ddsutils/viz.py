@@ -1,0 +1,69 @@
+"""Images and figures: tensor -> uint8, grids, and byte-stable PNG files.
+
+Images are ``[N, 3, H, W]`` float tensors in [-1, 1] (values outside are clamped); masks ``[N, 1, H, W]``
+in {0, 1}. Files are written atomically (temp file + ``os.replace``) with no timestamp or software
+metadata, so regenerating a figure from the same data gives the same bytes.
+
+Used in: every notebook that shows or saves images; ``make demo``.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["to_uint8", "image_grid", "save_png", "atomic_write_bytes"]
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """``[N, C, H, W]`` (or ``[C, H, W]``) in [-1, 1] -> ``uint8`` ``[N, H, W, C]`` (or ``[H, W, C]``).
+
+    One-channel inputs are repeated to RGB; {0, 1} masks should be passed as ``mask * 2 - 1``.
+    """
+    x = img.detach().float().cpu().clamp(-1, 1)
+    x = ((x + 1) * 127.5).round().to(torch.uint8)
+    if x.shape[-3] == 1:
+        x = x.repeat_interleave(3, dim=-3)
+    return x.movedim(-3, -1).numpy()
+
+
+def image_grid(img: torch.Tensor, *, nrow: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile ``[N, C, H, W]`` images (in [-1, 1]) into one ``[C, H', W']`` image, ``nrow`` per row."""
+    n, c, h, w = img.shape
+    ncol = min(nrow, n)
+    nrows = (n + ncol - 1) // ncol
+    out = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=img.dtype)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img[i].cpu()
+    return out
+
+
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8) -> Path:
+    """Save an image ``[C, H, W]`` or a batch ``[N, C, H, W]`` (tiled) in [-1, 1] as a metadata-free PNG."""
+    from PIL import Image
+
+    if img.ndim == 4:
+        img = image_grid(img, nrow=nrow)
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(img)).save(buf, format="PNG", optimize=False)
+    return atomic_write_bytes(buf.getvalue(), path)
