@@ -25,7 +25,7 @@ def _weights_table() -> None:
     except ImportError:
         return
     print("\nweights manifest (python -m ddsutils.weights list):")
-    weights._main(["list"])
+    weights.main(["list"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,48 @@
+"""viz: byte-stable PNGs and atomic writes; the demo command runs end to end."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddsutils import demo, viz
+
+
+def test_to_uint8_range_and_layout():
+    x = torch.tensor([-2.0, -1.0, 0.0, 1.0, 3.0]).view(1, 1, 1, 5).repeat(1, 3, 1, 1)
+    u = viz.to_uint8(x)
+    assert u.dtype == np.uint8 and u.shape == (1, 1, 5, 3)
+    assert u[0, 0, :, 0].tolist() == [0, 0, 128, 255, 255]
+
+
+def test_png_is_byte_stable_and_metadata_free(tmp_path):
+    img = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    a = viz.save_png(img, tmp_path / "a.png", nrow=2)
+    b = viz.save_png(img, tmp_path / "b.png", nrow=2)
+    assert a.read_bytes() == b.read_bytes()
+    im = Image.open(a)
+    assert im.size == (2 * 8 + 3 * 2, 2 * 8 + 3 * 2)
+    assert not {k for k in im.info if k.lower() in {"software", "creation time", "date"}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]  # no temp files left
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"old")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(viz.os, "replace", boom)
+    with pytest.raises(OSError):
+        viz.atomic_write_bytes(b"new", target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.bin"]
+
+
+def test_demo_runs(tmp_path, capsys):
+    assert demo.main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "30,034,338 parameters" in out
+    assert (tmp_path / "generator_random_256.png").is_file()
