@@ -51,6 +51,7 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,12 +59,16 @@ def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     return path
 
 
-def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8) -> Path:
-    """Save an image ``[C, H, W]`` or a batch ``[N, C, H, W]`` (tiled) in [-1, 1] as a metadata-free PNG."""
+def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, pad: int = 2, scale: int = 1) -> Path:
+    """Save an image ``[C, H, W]`` or a batch ``[N, C, H, W]`` (tiled, ``nrow`` per row, white ``pad``) in
+    [-1, 1] as a metadata-free PNG; ``scale`` > 1 upsamples the result (nearest neighbour)."""
     from PIL import Image
 
     if img.ndim == 4:
-        img = image_grid(img, nrow=nrow)
+        img = image_grid(img, nrow=nrow, pad=pad)
+    arr = to_uint8(img)
+    if scale > 1:
+        arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
     buf = io.BytesIO()
-    Image.fromarray(to_uint8(img)).save(buf, format="PNG", optimize=False)
+    Image.fromarray(arr).save(buf, format="PNG", optimize=False)
     return atomic_write_bytes(buf.getvalue(), path)
