@@ -431,6 +431,40 @@ def lpips_model(net: str = "alex", *, version: str = "0.1", device: str | torch.
     return model.to(device).eval()
 
 
+class LpipsFeatures(nn.Module):
+    """LPIPS as a feature extractor, so that masked losses can use it like any backbone.
+
+    Layer ``k`` returns ``sqrt(w_k) * unit_normalise(trunk_k(scale(img)))``: the squared distance of two such
+    features summed over channels is exactly LPIPS' per-pixel layer term ``lin_k((f0 - f1)^2)`` (the heads'
+    weights are non-negative), so ``sum_k mean_hw ||F_k(x) - F_k(y)||^2`` is the LPIPS distance.
+
+    Input ``img`` ``[N, 3, H, W]`` in [-1, 1]; returns ``{"lpips1": [N, C1, h1, w1], ...}``.
+
+    Used in: notebooks/04_ablations.ipynb (Table 2 backbone ablation).
+    """
+
+    def __init__(self, net: str = "alex", *, version: str = "0.1", device: str | torch.device = "cpu"):
+        super().__init__()
+        self.model = lpips_model(net, version=version, device=device)
+        self.net_name = net
+        w = [lin.model[-1].weight.detach().clamp_min(0).sqrt() for lin in self.model.lins]
+        for k, wk in enumerate(w):
+            self.register_buffer(f"sqrt_w{k}", wk.reshape(1, -1, 1, 1))
+        self.requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> LpipsFeatures:
+        return super().train(False)
+
+    def forward(self, img: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = self.model.scaling_layer(img) if self.model.version == "0.1" else img
+        outs = self.model.net(x)
+        feats = {}
+        for k, f in enumerate(outs):
+            f = f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10)
+            feats[f"lpips{k + 1}"] = f * getattr(self, f"sqrt_w{k}")
+        return feats
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_lpips(net: str, version: str, device: str) -> nn.Module:
     return lpips_model(net, version=version, device=device)

@@ -1,0 +1,554 @@
+"""Dual-Domain Synthesis (DDS): paper Algorithm 1 and the released code's variant.
+
+Given paired images ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and part masks ``y_s``, ``y_t``, DDS searches a latent
+``ẑ`` whose target-domain image ``x̂ = G_t(ẑ)`` shows the source domain inside the part and the target
+domain elsewhere (paper §3.3):
+
+- Eq. 1  crossover          ``x_c = x_s ⊗ y_s + x_t ⊗ ȳ_t``
+- Eq. 2  ``L_s = L_p(G_s(ẑ), x_s, y_s) + ‖G_s(ẑ) ⊗ y_s − x_s ⊗ y_s‖²``;
+         ``L_t = L_p(G_t(ẑ), x_t, ȳ_t) + ‖G_t(ẑ) ⊗ ȳ_t − x_t ⊗ ȳ_t‖²``
+- Eq. 3  ``L_p(I1, I2, λ) = Σ_j (1/N_j) ‖F_j(I1) λ_j − F_j(I2) λ_j‖``
+- Eq. 4–5 ``L_c = ‖s_c − x_c‖`` with ``s_c = G_s(ẑ) ⊗ y_s + G_t(ẑ) ⊗ ȳ_t``
+- Eq. 6  ``Loss = α L_s + β L_t + γ L_c``; Adam on ẑ, ``x̂ = G_t(ẑ)``.
+
+Where the paper is ambiguous the choice is a keyword (documented on :func:`optimise`): the norms
+(``norm="mse"``: mean of squared errors everywhere, the paper's words "pixel-wise MSE"; ``norm="paper"``: the
+literal Eq. 2–4 norms), ImageNet normalisation before the backbone, and how masks are resized to layers.
+
+``mode="release"`` reproduces denabazazian/Dual-Domain-Synthesis ``DDS_main.py`` (see
+``shared/research/anchors_repos.md`` §1.3): W+ initialised at the mean w, ONE generator in the loop
+(``release_domain1``), weights 2 (perceptual) / 1 (pixel) / 3 (unmasked crossover MSE), VGG relu1_1, relu1_2,
+relu3_2, relu4_2 on un-normalised [-1, 1] input, bilinear mask resizing, fixed random noise maps, and in the
+D1 direction the target's part mask used for the source terms.
+
+Shapes: images ``[N, 3, H, W]`` in [-1, 1]; masks ``[N, 1, H, W]`` in {0, 1}; ``z`` ``[N, D]``.
+
+Used in: notebooks/03_dds_optimisation.ipynb, 04_ablations.ipynb, 05_metrics.ipynb, 06_unpaired_and_cross_domain.ipynb.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .stylegan2 import Generator
+
+__all__ = [
+    "crossover",
+    "masked_feature_loss",
+    "masked_pixel_loss",
+    "crossover_loss",
+    "make_feature_extractor",
+    "DDSResult",
+    "optimise",
+    "PAPER_WEIGHTS",
+    "RELEASE_WEIGHTS",
+]
+
+PAPER_WEIGHTS = {"alpha": 0.9, "beta": 1.0, "gamma": 0.5}
+RELEASE_WEIGHTS = {"perceptual": 2.0, "pixel": 1.0, "crossover": 3.0}
+_NORMS = ("mse", "paper")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Eq. 1 and the loss terms (pure functions, per-sample results [N])
+
+
+def crossover(x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
+    """Naive crossover (Eq. 1): ``x_s ⊗ y_s + x_t ⊗ (1 − y_t)``.
+
+    Args:
+        x_s, x_t: ``[N, 3, H, W]`` images in [-1, 1].
+        y_s, y_t: ``[N, 1, H, W]`` part masks in {0, 1}.
+
+    Returns:
+        ``[N, 3, H, W]``. Where the source part and the target's part complement overlap the two add up, and
+        where neither covers a pixel it is 0 (grey): that is the paper's definition.
+    """
+    return x_s * y_s + x_t * (1 - y_t)
+
+
+def _resize_mask(mask: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    if mode == "nearest":
+        return F.interpolate(mask, size=size, mode="nearest")
+    if mode == "area":
+        return F.adaptive_avg_pool2d(mask, size)
+    if mode == "bilinear":
+        return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
+    raise ValueError(f"mask_resize must be 'bilinear', 'area' or 'nearest', got {mode!r}")
+
+
+def masked_feature_loss(feats_1: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
+                        feats_2: Mapping[str, torch.Tensor] | Sequence[torch.Tensor], mask: torch.Tensor, *,
+                        norm: str = "mse", mask_resize: str = "bilinear") -> torch.Tensor:
+    """Masked perceptual loss (Eq. 3) per sample.
+
+    The mask is resized to each layer's ``h × w`` and broadcast over its channels (``λ_j``).
+
+    Args:
+        feats_1, feats_2: per-layer activations ``[N, C_j, h_j, w_j]`` (dicts in the same key order, or lists).
+        mask: ``[N, 1, H, W]`` in [0, 1].
+        norm: ``"mse"``: ``Σ_j mean((F_j(I1) λ_j − F_j(I2) λ_j)²)`` (= ``(1/N_j)‖·‖²``, the released code);
+            ``"paper"``: ``Σ_j (1/N_j) ‖F_j(I1) λ_j − F_j(I2) λ_j‖`` (Eq. 3 as printed).
+        mask_resize: ``"bilinear"`` (released code), ``"area"`` or ``"nearest"``.
+
+    Returns:
+        ``[N]`` float tensor.
+    """
+    f1 = list(feats_1.values()) if isinstance(feats_1, Mapping) else list(feats_1)
+    f2 = list(feats_2.values()) if isinstance(feats_2, Mapping) else list(feats_2)
+    if len(f1) != len(f2):
+        raise ValueError(f"feature lists differ in length: {len(f1)} vs {len(f2)}")
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    total = torch.zeros(mask.shape[0], device=mask.device, dtype=f1[0].dtype if f1 else torch.float32)
+    for a, b in zip(f1, f2):
+        m = _resize_mask(mask.to(a.dtype), a.shape[-2:], mask_resize)
+        d = (a - b) * m
+        n_j = d[0].numel()
+        sq = d.pow(2).flatten(1).sum(dim=1)
+        total = total + (sq / n_j if norm == "mse" else torch.sqrt(sq + 1e-12) / n_j)
+    return total
+
+
+def masked_pixel_loss(img: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, *, norm: str = "mse") -> torch.Tensor:
+    """Masked pixel term of Eq. 2 per sample: ``‖img ⊗ m − ref ⊗ m‖²``.
+
+    Args:
+        img, ref: ``[N, 3, H, W]`` in [-1, 1]. mask: ``[N, 1, H, W]`` in {0, 1}.
+        norm: ``"mse"``: mean over all ``3·H·W`` elements (masked-out zeros included, as the released code);
+            ``"paper"``: the squared L2 norm (a sum; it dominates the other terms at 256 px).
+
+    Returns:
+        ``[N]``.
+    """
+    sq = ((img - ref) * mask).pow(2).flatten(1)
+    if norm == "mse":
+        return sq.mean(dim=1)
+    if norm == "paper":
+        return sq.sum(dim=1)
+    raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+
+
+def crossover_loss(s_c: torch.Tensor, x_c: torch.Tensor, *, norm: str = "mse") -> torch.Tensor:
+    """Crossover term (Eq. 4) per sample: ``"mse"`` mean squared error; ``"paper"`` the plain L2 norm ``‖s_c − x_c‖``."""
+    sq = (s_c - x_c).pow(2).flatten(1)
+    if norm == "mse":
+        return sq.mean(dim=1)
+    if norm == "paper":
+        return torch.sqrt(sq.sum(dim=1) + 1e-12)
+    raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Feature extractors
+
+
+def make_feature_extractor(backbone: str | nn.Module = "vgg16", *, layers: str | Sequence[str] | None = "paper",
+                           normalize: str = "imagenet", resize: int | None = None, weights: str = "imagenet",
+                           device: str | torch.device = "cpu") -> nn.Module | None:
+    """A frozen module ``img [N, 3, H, W] in [-1, 1] -> {layer: [N, C, h, w]}`` for Eq. 3.
+
+    Args:
+        backbone: ``"vgg16"`` (paper), ``"alexnet"``, ``"squeezenet1_1"``, ``"resnet18"`` (appendix A,
+            Tables 5–7), ``"lpips-alex"`` / ``"lpips-vgg"`` (LPIPS features, :class:`perceptual.LpipsFeatures`),
+            ``"generator"`` (appendix D: the generators' own StyledConv activations; returns ``None`` and
+            :func:`optimise` takes them from the synthesis pass), or any module returning a dict/list (used as
+            is: ``layers``, ``normalize``, ``resize`` and ``weights`` are then ignored).
+        layers: a named layer set of :mod:`ddsutils.perceptual` (``"paper"``, ``"release"``, ``"lpips"``) or names.
+        normalize: ``"imagenet"`` (mean/std), ``"none"`` ([-1, 1] as the released code) or ``"lpips"``.
+        resize: optional square size the image is resized to before the backbone.
+        weights: ``"imagenet"`` (resolved through the manifest), ``"random"`` (tests) or a path.
+    """
+    from . import perceptual
+
+    if isinstance(backbone, nn.Module):
+        return backbone.to(device)
+    if backbone == "generator":
+        return None
+    if backbone.startswith("lpips-"):
+        return perceptual.LpipsFeatures(backbone.split("-", 1)[1], device=device)
+    return perceptual.build_backbone(backbone, layers=layers, weights=weights, normalize=normalize,
+                                     resize=resize, device=device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclasses.dataclass
+class DDSResult:
+    """What :func:`optimise` returns.
+
+    Attributes:
+        image: ``x̂ = G_t(ẑ)`` ``[N, 3, H, W]`` (release mode: the single generator's image), clamped to [-1, 1].
+        image_source: ``G_s(ẑ)`` (paper mode) or ``None``.
+        latent: the optimised ``ẑ`` (``[N, D]`` for z/w, ``[N, L, D]`` for w+).
+        x_s, x_t, y_s, y_t, x_c: the inputs and the crossover (Eq. 1).
+        history: per-term losses, ``{term: [num_steps, N]}`` (terms: ``total``, ``L_s``, ``L_t``, ``L_c`` in
+            paper mode; ``total``, ``perceptual``, ``pixel``, ``crossover`` in release mode).
+        snapshots: ``[(step, image [N, 3, H, W])]`` taken every ``snapshot_every`` steps (step 0 = init).
+        config: every setting that produced the result (JSON-serialisable).
+        timings: ``{"total_s", "per_step_s", "per_image_s", "per_image_iter_s"}``.
+    """
+
+    image: torch.Tensor
+    image_source: torch.Tensor | None
+    latent: torch.Tensor
+    x_s: torch.Tensor
+    x_t: torch.Tensor
+    y_s: torch.Tensor
+    y_t: torch.Tensor
+    x_c: torch.Tensor
+    history: dict[str, torch.Tensor]
+    snapshots: list[tuple[int, torch.Tensor]]
+    config: dict[str, Any]
+    timings: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Tensors and primitives only (saves with ``torch.save`` and loads with ``weights_only=True``)."""
+        d = dataclasses.asdict(self)
+        d["snapshots"] = [[s, img] for s, img in self.snapshots]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DDSResult:
+        d = dict(d)
+        d["snapshots"] = [(int(s), img) for s, img in d["snapshots"]]
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Input checks
+
+
+def _check_mask(name: str, m: torch.Tensor, n: int, size: int) -> torch.Tensor:
+    if not isinstance(m, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor [N, 1, H, W] in {{0, 1}}, got {type(m).__name__}")
+    if m.ndim == 3:
+        m = m[:, None]
+    if m.ndim != 4 or m.shape[1] != 1:
+        raise ValueError(f"{name} must be [N, 1, H, W], got {list(m.shape)}")
+    if tuple(m.shape[-2:]) != (size, size):
+        raise ValueError(f"{name} is {m.shape[-2]}×{m.shape[-1]} but the generators make {size}×{size} images; "
+                         f"resize it with F.interpolate(mask, size={size}, mode='nearest')")
+    if m.shape[0] != n:
+        raise ValueError(f"{name} has batch {m.shape[0]}, expected {n}")
+    m = m.float()
+    if not torch.isfinite(m).all() or not ((m == 0) | (m == 1)).all():
+        raise ValueError(f"{name} must be binary {{0, 1}}; threshold it first, e.g. (mask > 0.5).float()")
+    return m
+
+
+def _check_image(name: str, x: torch.Tensor, n: int | None, size: int) -> torch.Tensor:
+    if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (size, size):
+        raise ValueError(f"{name} must be [N, 3, {size}, {size}], got {list(x.shape)}")
+    if n is not None and x.shape[0] != n:
+        raise ValueError(f"{name} has batch {x.shape[0]}, expected {n}")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:
+        raise ValueError(f"{name} has values in [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; images must be "
+                         "scaled to [-1, 1] (e.g. img / 127.5 - 1, or G(z).clamp(-1, 1))")
+    return x.float()
+
+
+def _warn_degenerate_masks(y_s: torch.Tensor, y_t: torch.Tensor) -> None:
+    empty_s = (y_s.flatten(1).sum(1) == 0).nonzero().flatten().tolist()
+    full_t = (y_t.flatten(1).sum(1) == y_t[0].numel()).nonzero().flatten().tolist()
+    if empty_s:
+        warnings.warn(f"y_s is empty for samples {empty_s}: the source terms vanish and DDS only reproduces the "
+                      "target image there (defined behaviour, probably not what you want)", stacklevel=3)
+    if full_t:
+        warnings.warn(f"y_t covers the whole image for samples {full_t}: the target terms vanish and DDS only "
+                      "reproduces the source part there (defined behaviour)", stacklevel=3)
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _per_sample_seeds(seed: int | Sequence[int], n: int) -> list[int]:
+    if isinstance(seed, int):
+        return [seed + i for i in range(n)]
+    seeds = [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"got {len(seeds)} seeds for {n} samples")
+    return seeds
+
+
+# ----------------------------------------------------------------------------------------------------
+# Algorithm 1
+
+
+def _initial_latent(G: Generator, *, latent_space: str, init: str, seeds: list[int], z_star: torch.Tensor | None,
+                    n_mean_latent: int, device: torch.device) -> torch.Tensor:
+    d = G.style_dim
+    if init == "random":
+        z = torch.cat([torch.randn(1, d, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+    elif init == "z_star":
+        if z_star is None:
+            raise ValueError("init='z_star' needs z_star")
+        z = z_star.to(device)
+    elif init == "mean":
+        z = None
+    else:
+        raise ValueError(f"init must be 'random', 'z_star' or 'mean', got {init!r}")
+    if latent_space == "z":
+        if z is None:  # the mean of N(0, I)
+            return torch.zeros(len(seeds), d, device=device)
+        return z.clone()
+    with torch.no_grad():
+        w = G.mean_latent(n_mean_latent).expand(len(seeds), -1) if z is None else G.mapping(z)
+    if latent_space == "w":
+        return w.clone()
+    if latent_space == "w+":
+        return w[:, None].repeat(1, G.n_latent, 1).clone()
+    raise ValueError(f"latent_space must be 'z', 'w' or 'w+', got {latent_space!r}")
+
+
+def optimise(
+    G_s: Generator,
+    G_t: Generator,
+    *,
+    z_star: torch.Tensor | None = None,
+    x_s: torch.Tensor | None = None,
+    x_t: torch.Tensor | None = None,
+    y_s: torch.Tensor | None = None,
+    y_t: torch.Tensor | None = None,
+    mode: str = "paper",
+    latent_space: str | None = None,
+    init: str | None = None,
+    alpha: float = 0.9,
+    beta: float = 1.0,
+    gamma: float = 0.5,
+    backbone: str | nn.Module = "vgg16",
+    layers: str | Sequence[str] | None = None,
+    normalize: str | None = None,
+    norm: str = "mse",
+    mask_resize: str = "bilinear",
+    backbone_weights: str = "imagenet",
+    resize: int | None = None,
+    lr: float = 0.01,
+    num_steps: int = 1000,
+    snapshot_every: int | None = 100,
+    ref_truncation: float = 1.0,
+    release_domain1: str = "target",
+    n_mean_latent: int = 10000,
+    seed: int | Sequence[int] = 0,
+    callback: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> DDSResult:
+    """Run DDS (Algorithm 1) for a batch of N pairs; each sample's result is independent of the others.
+
+    Inputs are either latents (``z_star`` ``[N, D]``: ``x_s = G_s(z*)``, ``x_t = G_t(z*)``, clamped to
+    [-1, 1]) or images ``x_s``, ``x_t`` ``[N, 3, H, W]`` in [-1, 1] (unpaired inputs, Fig. 11, or unrelated
+    generators, Fig. 12). Masks ``y_s``, ``y_t`` ``[N, 1, H, W]`` in {0, 1} are always given (e.g. from
+    :func:`ddsutils.segmenter.predict_masks`). An empty ``y_s`` or a full ``y_t`` warns (the respective terms
+    vanish).
+
+    Args:
+        G_s, G_t: source and target generators of the same resolution and latent width.
+        mode: ``"paper"`` (Eq. 6, both generators, ``x̂ = G_t(ẑ)``) or ``"release"`` (the released code).
+        latent_space: ``"z"`` (paper default), ``"w"`` or ``"w+"`` (release default). In w/w+ the same code is
+            fed to both synthesis networks; ``"random"``/``"z_star"`` inits are mapped with ``G_t``'s mapping.
+        init: ``"random"`` (paper: ẑ ~ N(0, I), seeded per sample), ``"z_star"`` (footnote 3: "gets stuck") or
+            ``"mean"`` (release: the mean w of ``n_mean_latent`` samples; in z: the zero vector).
+        alpha, beta, gamma: Eq. 6 weights (paper 0.9, 1, 0.5). Release mode uses 2/1/3 instead.
+        backbone: see :func:`make_feature_extractor` (default VGG-16).
+        layers: layer set; default ``"paper"`` (conv1_1, conv1_2, conv2_2, conv3_3 as printed) in paper mode and
+            ``"release"`` (relu1_1, relu1_2, relu3_2, relu4_2 — the shapes of the paper's Table 4) in release mode.
+        normalize: ImageNet mean/std before the backbone (paper default ``"imagenet"``; release ``"none"``).
+        norm: ``"mse"`` (default; means of squared errors, the paper's "pixel-wise MSE") or ``"paper"`` (the
+            literal norms of Eq. 2–4; the squared pixel sum then dominates).
+        mask_resize: how masks are resized to feature layers (``"bilinear"``, ``"area"``, ``"nearest"``).
+        backbone_weights: ``"imagenet"`` or ``"random"`` (tests only).
+        resize: resize images to this size before the backbone (e.g. 224 for AlexNet's Table 5 shapes).
+        lr, num_steps: Adam learning rate (constant) and steps (paper: 0.01, 1000).
+        snapshot_every: keep ``G_t(ẑ)`` every this many steps (``None``: only the final image).
+        ref_truncation: truncation ψ for the reference images made from ``z_star`` (toward each generator's
+            mean latent; 1 = none).
+        release_domain1: release mode's single generator: ``"target"`` (the released D1 loop, whose output is the
+            showcased image: the target's part mask also masks the source terms) or ``"source"`` (the D2 loop).
+        n_mean_latent: samples for the mean w (release init, ``init="mean"``).
+        seed: int (sample i uses ``seed + i``) or one seed per sample; seeds the random init and release noise.
+        callback: ``callback(step, losses, images)`` after every step (``losses``: term → ``[N]``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: show a ``tqdm.auto`` bar with the mean loss.
+
+    Returns:
+        :class:`DDSResult`.
+
+    Raises:
+        ValueError: mismatched generators, missing or malformed inputs (non-binary or wrongly sized masks,
+            NaN/inf latents, images outside [-1, 1]).
+    """
+    from tqdm.auto import tqdm
+
+    if mode not in ("paper", "release"):
+        raise ValueError(f"mode must be 'paper' or 'release', got {mode!r}")
+    if G_s.size != G_t.size:
+        raise ValueError(f"the generators make different resolutions: G_s {G_s.size} px, G_t {G_t.size} px")
+    if G_s.style_dim != G_t.style_dim and (mode == "paper" or latent_space != "z"):
+        raise ValueError(f"the generators have different latent widths: {G_s.style_dim} vs {G_t.style_dim}")
+    if release_domain1 not in ("target", "source"):
+        raise ValueError(f"release_domain1 must be 'target' or 'source', got {release_domain1!r}")
+    release = mode == "release"
+    latent_space = latent_space or ("w+" if release else "z")
+    init = init or ("mean" if release else "random")
+    layers = layers if layers is not None else ("release" if release else "paper")
+    normalize = normalize or ("none" if release else "imagenet")
+    if release:
+        norm, mask_resize = "mse", "bilinear"
+    if norm not in _NORMS:
+        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    dev = _device(device)
+    size = G_t.size
+
+    # -- inputs ---------------------------------------------------------------------------------
+    if z_star is not None:
+        if z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
+            raise ValueError(f"z_star must be [N, {G_s.style_dim}], got {list(z_star.shape)}")
+        if not torch.isfinite(z_star).all():
+            raise ValueError("z_star contains NaN or inf")
+        z_star = z_star.to(dev).float()
+    if x_s is None or x_t is None:
+        if z_star is None:
+            raise ValueError("give either z_star (paired images are generated) or both images x_s and x_t")
+        with torch.no_grad():
+            if x_s is None:
+                x_s = _reference(G_s.to(dev), z_star, ref_truncation)
+            if x_t is None:
+                x_t = _reference(G_t.to(dev), z_star, ref_truncation)
+    n = x_s.shape[0]
+    x_s = _check_image("x_s", x_s.to(dev), None, size)
+    x_t = _check_image("x_t", x_t.to(dev), n, size)
+    if y_s is None or y_t is None:
+        raise ValueError("masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
+                         "use torch.ones/zeros for a deliberate full/empty mask")
+    y_s = _check_mask("y_s", y_s.to(dev), n, size)
+    y_t = _check_mask("y_t", y_t.to(dev), n, size)
+    _warn_degenerate_masks(y_s, y_t)
+    x_c = crossover(x_s, y_s, x_t, y_t)
+    seeds = _per_sample_seeds(seed, n)
+
+    G_s, G_t = G_s.to(dev).eval().requires_grad_(False), G_t.to(dev).eval().requires_grad_(False)
+    extractor = make_feature_extractor(backbone, layers=layers, normalize=normalize, resize=resize,
+                                       weights=backbone_weights, device=dev)
+    use_gen_feats = extractor is None
+    if use_gen_feats and z_star is None:
+        raise ValueError("backbone='generator' needs z_star (reference features come from G(z*))")
+    G_opt = (G_t if release_domain1 == "target" else G_s) if release else G_t
+    if release:
+        # one set of fixed random noise maps (not optimised), shared over the batch
+        noise: list[torch.Tensor] | str = [t.to(dev) for t in G_opt.make_noise(1, seed=seeds[0])]
+    else:
+        noise = "const"
+
+    def render(G: Generator, latent: torch.Tensor, feats: bool = False):
+        space = "w+" if latent.ndim == 3 else latent_space
+        return G(latent, input_space=space, noise=noise, return_features=feats)
+
+    # reference features, computed once
+    with torch.no_grad():
+        if use_gen_feats:
+            ref_s = _reference(G_s, z_star, ref_truncation, features=True)[1]
+            ref_t = _reference(G_t, z_star, ref_truncation, features=True)[1]
+        else:
+            ref_s, ref_t = extractor(x_s), extractor(x_t)
+
+    latent = _initial_latent(G_opt, latent_space=latent_space, init=init, seeds=seeds, z_star=z_star,
+                             n_mean_latent=n_mean_latent, device=dev).requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=lr)
+
+    terms = ("total", "perceptual", "pixel", "crossover") if release else ("total", "L_s", "L_t", "L_c")
+    history = {k: torch.zeros(num_steps, n) for k in terms}
+    snapshots: list[tuple[int, torch.Tensor]] = []
+    if snapshot_every:
+        with torch.no_grad():
+            snapshots.append((0, render(G_opt, latent).clamp(-1, 1).cpu()))
+
+    def feats_of(G: Generator, lat: torch.Tensor):
+        if use_gen_feats:
+            img, f = render(G, lat, feats=True)
+            return img, f
+        img = render(G, lat)
+        return img, extractor(img)
+
+    m_src = y_t if (release and release_domain1 == "target") else y_s  # the released D1 loop's mask quirk
+    t0 = time.perf_counter()
+    bar = tqdm(range(num_steps), desc=f"DDS {mode}", disable=not progress, leave=False)
+    for step in bar:
+        opt.zero_grad(set_to_none=True)
+        if release:
+            img, f = feats_of(G_opt, latent)
+            perc = masked_feature_loss(f, ref_t, 1 - y_t, norm="mse", mask_resize=mask_resize) \
+                + masked_feature_loss(f, ref_s, m_src, norm="mse", mask_resize=mask_resize)
+            pix = masked_pixel_loss(img, x_t, 1 - y_t) + masked_pixel_loss(img, x_s, m_src)
+            cross = crossover_loss(img, x_c)
+            w = RELEASE_WEIGHTS
+            total = w["perceptual"] * perc + w["pixel"] * pix + w["crossover"] * cross
+            losses = {"total": total, "perceptual": perc, "pixel": pix, "crossover": cross}
+        else:
+            img_s, f_s = feats_of(G_s, latent)
+            img_t, f_t = feats_of(G_t, latent)
+            L_s = masked_feature_loss(f_s, ref_s, y_s, norm=norm, mask_resize=mask_resize) \
+                + masked_pixel_loss(img_s, x_s, y_s, norm=norm)
+            L_t = masked_feature_loss(f_t, ref_t, 1 - y_t, norm=norm, mask_resize=mask_resize) \
+                + masked_pixel_loss(img_t, x_t, 1 - y_t, norm=norm)
+            L_c = crossover_loss(img_s * y_s + img_t * (1 - y_t), x_c, norm=norm)
+            total = alpha * L_s + beta * L_t + gamma * L_c
+            losses = {"total": total, "L_s": L_s, "L_t": L_t, "L_c": L_c}
+        total.sum().backward()  # a sum keeps every sample's gradient independent of the batch
+        opt.step()
+        for k in terms:
+            history[k][step] = losses[k].detach().cpu()
+        if progress:
+            bar.set_postfix(loss=f"{total.mean().item():.4g}")
+        if callback is not None or (snapshot_every and (step + 1) % snapshot_every == 0):
+            with torch.no_grad():
+                now = render(G_opt, latent).clamp(-1, 1)
+            if snapshot_every and (step + 1) % snapshot_every == 0:
+                snapshots.append((step + 1, now.cpu()))
+            if callback is not None:
+                callback(step, {k: v.detach() for k, v in losses.items()}, now)
+    elapsed = time.perf_counter() - t0
+
+    with torch.no_grad():
+        image = render(G_opt, latent).clamp(-1, 1).cpu()
+        image_source = None if release else render(G_s, latent).clamp(-1, 1).cpu()
+    config = {
+        "mode": mode, "latent_space": latent_space, "init": init, "alpha": alpha, "beta": beta, "gamma": gamma,
+        "backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
+        "layers": layers if isinstance(layers, str) else list(layers), "normalize": normalize, "norm": norm,
+        "mask_resize": mask_resize, "backbone_weights": backbone_weights, "resize": resize, "lr": lr,
+        "num_steps": num_steps, "snapshot_every": snapshot_every, "ref_truncation": ref_truncation,
+        "release_domain1": release_domain1, "n_mean_latent": n_mean_latent, "seeds": seeds,
+        "release_weights": dict(RELEASE_WEIGHTS) if release else None, "device": str(dev), "n": n,
+        "size": size, "generators": {"source": G_s.config, "target": G_t.config},
+    }
+    steps = max(num_steps, 1)
+    timings = {"total_s": elapsed, "per_step_s": elapsed / steps, "per_image_s": elapsed / n,
+               "per_image_iter_s": elapsed / (n * steps)}
+    return DDSResult(image=image, image_source=image_source, latent=latent.detach().cpu(), x_s=x_s.cpu(),
+                     x_t=x_t.cpu(), y_s=y_s.cpu(), y_t=y_t.cpu(), x_c=x_c.cpu(), history=history,
+                     snapshots=snapshots, config=config, timings=timings)
+
+
+def _reference(G: Generator, z: torch.Tensor, psi: float, *, features: bool = False):
+    centre = G.latent_avg if G.latent_avg is not None else (G.mean_latent(4096) if psi != 1.0 else None)
+    out = G(z, truncation=psi, truncation_latent=centre, noise="const", return_features=features)
+    if features:
+        return out[0].clamp(-1, 1), out[1]
+    return out.clamp(-1, 1)
