@@ -270,3 +270,16 @@ def test_backbone_matches_lpips_trunk(imagenet_weights: dict[str, Path], lp_net:
         ours = net(x)
     for a, b in zip(ours.values(), ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@needs_golden
+@pytest.mark.network
+def test_lpips_features_reproduce_lpips(imagenet_weights: dict[str, Path]) -> None:
+    """Masked-loss view of LPIPS: summed squared feature distances equal the LPIPS distance."""
+    ref, p0 = (P.read_image(GOLDEN / f"lpips_ex_{n}.png") for n in ("ref", "p0"))
+    feats = P.LpipsFeatures("alex")
+    fa, fb = feats(ref), feats(p0)
+    d = sum((fa[k] - fb[k]).pow(2).sum(dim=1).mean(dim=(1, 2)) for k in fa)
+    assert list(fa) == ["lpips1", "lpips2", "lpips3", "lpips4", "lpips5"]
+    assert d.item() == pytest.approx(P.distance(ref, p0, net="alex").item(), abs=1e-5)
+    assert d.item() == pytest.approx(0.722, abs=1e-3)
