@@ -1,0 +1,125 @@
+"""DDS speed and memory: seconds per image-iteration, per image for a full run, peak memory, vs batch size.
+
+Generators: the toy 64 px shape (the committed zoo when present, else random weights of the same shape) and
+rosinality-shaped 256 px generators with random weights (speed does not depend on the weights). Backbone:
+VGG-16 with ImageNet weights when cached, else random weights of the same shape. Each row runs in its own
+subprocess (CPU peak = ru_maxrss of that process; CUDA peak = max_memory_allocated). ``--steps`` iterations
+are timed after one warm-up step; "s/image (full run)" extrapolates to ``--full-steps`` iterations.
+
+    python benchmarks/dds_speed.py [--device cpu|cuda|auto] [--json PATH] [--configs toy-64 rosinality-256]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "toy-64": (dict(size=64, style_dim=128, n_mlp=4, channel_max=64), [1, 8]),
+    "rosinality-256": (dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2), [1, 2]),
+}
+
+
+def _generators(name: str):
+    import torch
+
+    from ddsutils import weights
+    from ddsutils.stylegan2 import Generator, load_generator
+
+    if name == "toy-64" and weights.is_known("toy-natural-64"):
+        try:
+            return load_generator("toy-natural-64"), load_generator("toy-caricature-64"), "trained"
+        except Exception:  # noqa: BLE001 - fall back to the same shape with random weights
+            pass
+    kw = CONFIGS[name][0]
+    torch.manual_seed(0)
+    G_s = Generator(**kw)
+    torch.manual_seed(1)
+    return G_s, Generator(**kw), "random"
+
+
+def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_steps: int) -> dict:
+    import torch
+
+    from ddsutils import dds, weights
+
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    G_s, G_t, kind = _generators(name)
+    size = G_s.size
+    bw = "imagenet"
+    try:
+        weights.resolve("vgg16-imagenet", fetch=False)
+    except weights.WeightsError:
+        bw = "random"
+    z = torch.randn(batch, G_s.style_dim, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(batch, 1, size, size)
+    y[:, :, size // 4: size // 2, size // 4: 3 * size // 4] = 1
+    common = dict(z_star=z, y_s=y, y_t=y, mode=mode, backbone_weights=bw, snapshot_every=None, device=dev,
+                  progress=False, n_mean_latent=1000)
+    dds.optimise(G_s, G_t, num_steps=1, **common)  # warm-up (and backbone/weights load)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    r = dds.optimise(G_s, G_t, num_steps=steps, **common)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t
+    per_iter = r.timings["per_image_iter_s"]
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"config": name, "weights": kind, "backbone_weights": bw, "mode": mode, "batch": batch,
+            "device": str(dev), "steps_timed": steps, "wall_s": round(wall, 2),
+            "s_per_image_iter": round(per_iter, 4), "s_per_image_full_run": round(per_iter * full_steps, 1),
+            "full_steps": full_steps, "peak_mib": round(peak, 1), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", default=None)
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    p.add_argument("--modes", nargs="*", default=["paper", "release"])
+    p.add_argument("--steps", type=int, default=None, help="timed iterations (default 20 at 64 px, 2 at 256 px on CPU)")
+    p.add_argument("--full-steps", type=int, default=None, help="iterations of a full run (default 200 / 1000)")
+    p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a._child:
+        name, batch, mode = a._child
+        big = name != "toy-64"
+        steps = a.steps or (2 if big else 20)
+        full = a.full_steps or (1000 if big else 200)
+        print(json.dumps(_measure(name, int(batch), mode, a.device, steps, full)))
+        return
+    print(f"{'config':<15}{'weights':>8}{'mode':>9}{'batch':>6}{'device':>7}{'s/img-iter':>14}"
+          f"{'s/img full':>12}{'':>10}{'peak MiB':>11}")
+    rows = []
+    for name in a.configs:
+        for mode in a.modes:
+            for batch in CONFIGS[name][1]:
+                cmd = [sys.executable, __file__, "--device", a.device, "--_child", name, str(batch), mode]
+                if a.steps:
+                    cmd += ["--steps", str(a.steps)]
+                if a.full_steps:
+                    cmd += ["--full-steps", str(a.full_steps)]
+                out = subprocess.run(cmd, capture_output=True, text=True)
+                if out.returncode != 0:
+                    print(out.stderr[-2000:], file=sys.stderr)
+                    raise SystemExit(f"benchmark row {name}/{mode}/{batch} failed")
+                rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                r = rows[-1]
+                print(f"{r['config']:<15}{r['weights']:>8}{r['mode']:>9}{r['batch']:>6}{r['device']:>7}"
+                      f"{r['s_per_image_iter']:>14}{r['s_per_image_full_run']:>12} ({r['full_steps']} it)"
+                      f"{r['peak_mib']:>11}", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
