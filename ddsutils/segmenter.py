@@ -807,6 +807,40 @@ def _style_name(name: str) -> str:
     return name
 
 
+def train_from_oracle(G: Generator, mask: str, *, cand_z: Tensor, cand_parts: Tensor, size: str = "S",
+                      steps: int = 100, seed: int = 0, min_foreground: float = 0.005,
+                      device: str | torch.device = "cpu", progress: bool = True) -> tuple[Segmenter, dict[str, Any]]:
+    """Train a one-shot segmenter for ``mask`` from ONE oracle label (toy world: the judge parser's).
+
+    The label is the ``mask`` part of the first candidate whose part covers between ``min_foreground`` and
+    ``1 - min_foreground`` of the image.
+
+    Args:
+        G: generator the candidates were drawn from. mask: a name of :data:`ddsutils.toyworld.MASKS`.
+        cand_z: ``[K, D]`` candidate latents; cand_parts: ``[K, S, S]`` int64 part ids of ``G(cand_z)``.
+
+    Returns:
+        ``(segmenter, info)`` with ``info`` = candidate index, foreground fraction, IoU on the labelled image,
+        final loss and seconds.
+
+    Used in: notebooks/02_oneshot_segmenter.ipynb, ``python -m ddsutils.dds run``.
+    """
+    from .toyworld import part_mask
+
+    fg = part_mask(cand_parts, mask).flatten(1).mean(1)
+    ok = ((fg >= min_foreground) & (fg <= 1 - min_foreground)).nonzero().flatten()
+    if len(ok) == 0:
+        raise SegmenterError(f"none of {len(cand_z)} candidate images has a usable {mask!r} oracle mask "
+                             f"(>= {min_foreground:.1%} of the image); check the parser")
+    k = int(ok[0])
+    label = part_mask(cand_parts[k:k + 1], mask)
+    seg = train_segmenter(G, cand_z[k:k + 1], label, part=mask, size=size, steps=steps, seed=seed,
+                          device=device, progress=progress)
+    train_iou = mask_iou(predict_masks(seg, G, cand_z[k:k + 1]).cpu(), label)
+    return seg, {"candidate": k, "foreground_fraction": float(fg[k]), "train_iou": float(train_iou[0]),
+                 "final_loss": seg.train_info["losses"][-1], "seconds": seg.train_info["seconds"]}
+
+
 def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any,
              predict_parts: Callable[[Any, Tensor], Tensor], n: int = 200, masks: Sequence[str] | None = None,
              source_name: str = "natural", size: str = "S", steps: int = 100, seed: int = 0,
@@ -860,18 +894,9 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     out: dict[str, Any] = {"n": n, "seed": seed, "segmenter_size": size, "steps": steps, "domains": list(gens),
                            "train": {}, "results": {}}
     for m in masks:
-        fg = part_mask(cand_parts, m).flatten(1).mean(1)
-        ok = ((fg >= min_foreground) & (fg <= 1 - min_foreground)).nonzero().flatten()
-        if len(ok) == 0:
-            raise SegmenterError(f"none of {max_candidates} candidate images has a usable {m!r} oracle mask "
-                                 f"(>= {min_foreground:.1%} of the image); check the parser")
-        k = int(ok[0])
-        label = part_mask(cand_parts[k:k + 1], m)
-        seg = train_segmenter(source, cand_z[k:k + 1], label, part=m, size=size, steps=steps, seed=seed,
-                              device=seg_dev, progress=progress)
-        train_iou = mask_iou(predict_masks(seg, source, cand_z[k:k + 1]).cpu(), label)
-        out["train"][m] = {"candidate": k, "foreground_fraction": float(fg[k]), "train_iou": float(train_iou[0]),
-                           "final_loss": seg.train_info["losses"][-1], "seconds": seg.train_info["seconds"]}
+        seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
+                                      seed=seed, min_foreground=min_foreground, device=seg_dev, progress=progress)
+        out["train"][m] = info
         out["results"][m] = {}
         for name, G in gens.items():
             pred = predict_masks(seg, G, eval_z, batch_size=batch_size).cpu()

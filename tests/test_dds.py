@@ -222,3 +222,31 @@ def test_generators_of_different_resolution(gens):
     with pytest.raises(ValueError, match="different resolutions"):
         dds.optimise(G_s, make_tiny_generator(size=16), z_star=torch.randn(1, 32), y_s=torch.ones(1, 1, 32, 32),
                      y_t=torch.zeros(1, 1, 32, 32), device="cpu", progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:y_s is empty")
+def test_cli_run_writes_everything(tmp_path, gens):
+    import json
+
+    from ddsutils import segmenter
+
+    G_s, G_t = gens
+    for name, G in (("gs", G_s), ("gt", G_t)):
+        torch.save({"g_ema": G.state_dict()}, tmp_path / f"{name}.pt")
+    z = torch.randn(1, 32, generator=torch.Generator().manual_seed(0))
+    label = torch.zeros(1, 1, S, S)
+    label[:, :, 8:20, 8:24] = 1
+    seg = segmenter.train_segmenter(G_s, z, label, part="box", steps=5, progress=False)
+    segmenter.save_segmenter(seg, tmp_path / "seg.pt")
+    out = tmp_path / "run"
+    rc = dds.main(["run", "--source", str(tmp_path / "gs.pt"), "--target", str(tmp_path / "gt.pt"),
+                   "--segmenter", str(tmp_path / "seg.pt"), "--n", "2", "--steps", "4", "--snapshot-every", "2",
+                   "--mode", "release", "--out", str(out), "--device", "cpu", "--quiet"])
+    assert rc == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"source.png", "target.png", "mask_source.png", "mask_target.png", "crossover.png", "dds.png",
+            "iterations.png", "result.pt", "record.json"} <= names
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["config"]["mode"] == "release" and rec["config"]["num_steps"] == 4
+    res = torch.load(out / "result.pt", weights_only=True)
+    assert res["image"].shape == (2, 3, S, S) and res["z_star"].shape == (2, 32)
