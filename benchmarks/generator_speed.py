@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -23,12 +24,14 @@ CONFIGS = {
 }
 
 
-def _measure(name: str, batch: int, device: str, repeats: int) -> dict:
+def _measure(name: str, batch: int, device: str, repeats: int, threads: int = 0) -> dict:
     import torch
 
     from ddsutils.stylegan2 import Generator
 
     kwargs, _ = CONFIGS[name]
+    if threads:
+        torch.set_num_threads(threads)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     G = Generator(**kwargs).to(dev)
@@ -68,20 +71,21 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--configs", nargs="*", default=list(CONFIGS))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._child:
-        print(json.dumps(_measure(a._child[0], int(a._child[1]), a.device, a.repeats)))
+        print(json.dumps(_measure(a._child[0], int(a._child[1]), a.device, a.repeats, a.threads)))
         return
     rows = []
     for name in a.configs:
         for batch in CONFIGS[name][1]:
             out = subprocess.run([sys.executable, __file__, "--device", a.device, "--repeats", str(a.repeats),
-                                  "--_child", name, str(batch)], capture_output=True, text=True, check=True)
+                                  "--threads", str(a.threads), "--_child", name, str(batch)], capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
     hdr = f"{'config':<16}{'batch':>6}{'device':>8}{'fwd ms/img':>12}{'fwd+bwd ms/img':>16}{'peak MiB':>10}{'+MiB':>8}"
-    print(f"# generator_speed on {platform.processor() or platform.machine()}, torch threads {rows[0]['threads']}")
+    print(f"# generator_speed on {platform.machine()}, {os.cpu_count()} CPUs, torch threads {rows[0]['threads']}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(hdr)
     for r in rows:
         print(f"{r['config']:<16}{r['batch']:>6}{r['device']:>8}{r['fwd_ms_per_img']:>12}"
