@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .files import atomic_torch_save
 
 __all__ = [
     "Generator",
@@ -643,18 +644,6 @@ def _device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _atomic_save(obj: Any, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, trust: bool = False) -> Path:
     """Rewrite any supported checkpoint as ``{"g_ema": state_dict[, "latent_avg"], "config"}``.
 
@@ -675,7 +664,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, trust:
                            "config": G.config}
     if latent_avg is not None:
         out["latent_avg"] = latent_avg
-    _atomic_save(out, dst)
+    atomic_torch_save(out, dst)
     return dst
 
 

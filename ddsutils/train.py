@@ -34,7 +34,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import viz
+from .files import atomic_torch_save
 from .discriminator import Discriminator
 from .stylegan2 import Generator, default_channels
 
@@ -255,21 +255,6 @@ def stream_seed(seed: int, i: int, stream: str) -> int:
 def rng(seed: int, i: int, stream: str) -> torch.Generator:
     """A CPU ``torch.Generator`` for ``stream_seed(seed, i, stream)``."""
     return torch.Generator().manual_seed(stream_seed(seed, i, stream))
-
-
-def atomic_torch_save(obj: Any, dst: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the destination folder, then ``os.replace``."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
 
 
 def _f(t: torch.Tensor) -> float:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .files import atomic_write_bytes
 
 __all__ = ["to_uint8", "image_grid", "save_png", "atomic_write_bytes"]
 
@@ -41,22 +42,6 @@ def image_grid(img: torch.Tensor, *, nrow: int = 8, pad: int = 2, pad_value: flo
         r, q = divmod(i, ncol)
         out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img[i].cpu()
     return out
-
-
-def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, pad: int = 2, scale: int = 1) -> Path:

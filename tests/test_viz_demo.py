@@ -34,7 +34,9 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(viz.os, "replace", boom)
+    from ddsutils import files
+
+    monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
         viz.atomic_write_bytes(b"new", target)
     assert target.read_bytes() == b"old"
