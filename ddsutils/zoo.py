@@ -141,6 +141,114 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     return summary
 
 
+ZOO_NAMES = {"natural": "toy-natural-64", "sketch": "toy-sketch-64", "caricature": "toy-caricature-64"}
+FOUND_MIN_PIXELS = 4  # a part counts as found in a 64 px sample when the parser labels at least this many pixels
+
+
+def _sample(G, z: torch.Tensor, psi: float, batch: int = 64) -> torch.Tensor:
+    centre = G.mean_latent(4096) if psi != 1.0 else None
+    with torch.no_grad():
+        return torch.cat([G(z[i:i + batch], truncation=psi, truncation_latent=centre).clamp(-1, 1)
+                          for i in range(0, len(z), batch)])
+
+
+def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, truncations: Sequence[float] = (1.0, 0.7),
+                 fd_n: int = 1000, seed: int = 0, parser: Any = None, domain: Any = None,
+                 fd_fn: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Check the toy zoo against the judges (issue bars in brackets).
+
+    For each generator and truncation ψ, over ``n`` seeded samples (the same z for every generator):
+
+    - ``found``: fraction of samples in which the parser finds each of eyes, nose, mouth, hair
+      (>= :data:`FOUND_MIN_PIXELS` pixels) [natural: >= 0.9 each];
+    - ``own_style``: fraction of face pixels (parser: not background) that the domain segmenter assigns to the
+      generator's own style [>= 0.9];
+    - ``pairing`` (targets): mean IoU of the parser's ``eyes_nose_mouth`` / ``hair`` masks of G_natural(z) and
+      G_target(z) [>= 0.6];
+    - ``frechet_vgg`` (ψ = 1 only): Fréchet distance on VGG-16 features between ``fd_n`` samples and ``fd_n``
+      renders of the same style, with ``floor`` = the distance between two independent sets of renders.
+
+    Args:
+        generators: ``{style: Generator}``; default the committed ``toy-*-64`` zoo.
+        parser, domain: judges (default the committed ``judge-parser-64`` / ``judge-domain-64``).
+        fd_fn: ``fd_fn(img_a, img_b) -> float`` (default :func:`ddsutils.metrics.frechet_vgg`).
+
+    Returns:
+        A JSON-serialisable dict (see :func:`format_zoo_report`).
+
+    Used in: notebooks/01_load_generators.ipynb, notebooks/08_fewshot_adaptation.ipynb.
+    """
+    from tqdm.auto import tqdm
+
+    from . import judges, toyworld
+
+    gens = generators if generators is not None else {s: load_generator(nm) for s, nm in ZOO_NAMES.items()}
+    parser = parser if parser is not None else judges.load_judge("judge-parser-64")
+    domain = domain if domain is not None else judges.load_judge("judge-domain-64")
+    if fd_fn is None:
+        from .metrics import frechet_vgg as fd_fn
+    dim = next(iter(gens.values())).style_dim
+    z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    parts = {p: toyworld.PARTS.index(p) for p in ("eyes", "nose", "mouth", "hair")}
+    out: dict[str, Any] = {"n": n, "fd_n": fd_n, "seed": seed, "truncations": list(truncations), "results": {}}
+    bar = tqdm(total=len(gens) * len(truncations), desc="zoo evaluate", disable=not progress)
+    for psi in truncations:
+        labels, row = {}, {}
+        for style, G in gens.items():
+            img = _sample(G, z, psi)
+            lab = judges.predict_parts(parser, img)
+            labels[style] = lab
+            sty = judges.predict_styles(domain, img)
+            face = lab != toyworld.PARTS.index("background")
+            own = ((sty == toyworld.STYLES.index(style)) & face).sum().item() / max(face.sum().item(), 1)
+            found = {p: float(((lab == k).flatten(1).sum(1) >= FOUND_MIN_PIXELS).float().mean()) for p, k in parts.items()}
+            row[style] = {"found": found, "own_style": own}
+            bar.update()
+        for style in gens:
+            if style == "natural" or "natural" not in labels:
+                continue
+            row[style]["pairing"] = {}
+            for m in toyworld.MASKS:
+                a = toyworld.part_mask(labels["natural"], m) > 0.5
+                b = toyworld.part_mask(labels[style], m) > 0.5
+                inter, union = (a & b).flatten(1).sum(1).float(), (a | b).flatten(1).sum(1).float()
+                ok = union > 0
+                row[style]["pairing"][m] = float((inter[ok] / union[ok]).mean()) if ok.any() else float("nan")
+        out["results"][f"psi={psi:g}"] = row
+    bar.close()
+    if fd_n:
+        zf = torch.randn(fd_n, dim, generator=torch.Generator().manual_seed(seed + 1))
+        fd: dict[str, Any] = {}
+        for i, (style, G) in enumerate(gens.items()):
+            renders_a = toyworld.render_batch(fd_n, style=style, seed=seed + 100 + i)[0]
+            renders_b = toyworld.render_batch(fd_n, style=style, seed=seed + 200 + i)[0]
+            fd[style] = {"samples_vs_renders": fd_fn(_sample(G, zf, 1.0), renders_a),
+                         "floor_renders_vs_renders": fd_fn(renders_b, renders_a)}
+        out["frechet_vgg"] = fd
+    return out
+
+
+def format_zoo_report(res: dict[str, Any]) -> str:
+    """Markdown tables of :func:`evaluate_zoo`'s result."""
+    lines = [f"toy zoo vs judges: n={res['n']} samples per generator (same z for all)", ""]
+    for key, row in res["results"].items():
+        lines += [f"**{key}**", "", "| generator | eyes | nose | mouth | hair | own style | pairing eyes_nose_mouth | pairing hair |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for style, r in row.items():
+            f, p = r["found"], r.get("pairing", {})
+            pe = f"{p['eyes_nose_mouth']:.3f}" if p else "—"
+            ph = f"{p['hair']:.3f}" if p else "—"
+            lines.append(f"| {style} | {f['eyes']:.3f} | {f['nose']:.3f} | {f['mouth']:.3f} | {f['hair']:.3f} | "
+                         f"{r['own_style']:.3f} | {pe} | {ph} |")
+        lines.append("")
+    if "frechet_vgg" in res:
+        lines += [f"Fréchet distance on VGG-16 features (not FID), {res['fd_n']} vs {res['fd_n']} images:", "",
+                  "| generator | samples vs renders | floor: renders vs renders |", "|---|---|---|"]
+        for style, r in res["frechet_vgg"].items():
+            lines.append(f"| {style} | {r['samples_vs_renders']:.2f} | {r['floor_renders_vs_renders']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddsutils.zoo", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -156,12 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     t.add_argument("--no-progress", action="store_true")
-    e = sub.add_parser("evaluate", help="(not implemented yet) evaluate the zoo generators")
-    e.add_argument("rest", nargs="*")
+    e = sub.add_parser("evaluate", help="check the zoo against the judges (parser, domain segmenter, VGG Fréchet)")
+    e.add_argument("--n", type=int, default=256)
+    e.add_argument("--fd-n", type=int, default=1000, help="images per side for the Fréchet distance (0 = skip)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", default=None)
     a = p.parse_args(argv)
     if a.cmd == "evaluate":
-        p.exit(2, "python -m ddsutils.zoo evaluate: not implemented yet (planned: domain-classifier and "
-                  "pairing metrics of the zoo generators); only `train` exists today.\n")
+        res = evaluate_zoo(n=a.n, fd_n=a.fd_n, seed=a.seed)
+        print(format_zoo_report(res))
+        if a.json:
+            viz.atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode(), a.json)
+        return 0
     s = train_zoo(out=a.out, figures=a.figures, runs=a.runs, iters_natural=a.iters_natural,
                   iters_adapt=a.iters_adapt, preset=a.preset, batch=a.batch, seed=a.seed, device=a.device,
                   threads=a.threads, progress=not a.no_progress)
