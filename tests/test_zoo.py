@@ -1,0 +1,44 @@
+"""zoo evaluate: the metrics it reports, on tiny generators with stub judges."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from conftest import make_tiny_generator
+from ddsutils import judges, toyworld, zoo
+
+
+def _labels(img: torch.Tensor) -> torch.Tensor:
+    """Stub parser: face everywhere, eyes/nose/mouth/hair blocks; the nose only where the image is bright."""
+    n, _, h, w = img.shape
+    lab = torch.full((n, h, w), toyworld.PARTS.index("skin"))
+    lab[:, :4] = toyworld.PARTS.index("hair")
+    lab[:, 10:12, 8:12] = toyworld.PARTS.index("eyes")
+    lab[:, 20:24, 12:16] = toyworld.PARTS.index("mouth")
+    bright = img.mean(dim=(1, 2, 3)) > img.mean()
+    lab[bright, 14:18, 14:16] = toyworld.PARTS.index("nose")
+    return lab
+
+
+def test_evaluate_zoo_metrics(monkeypatch):
+    gens = {"natural": make_tiny_generator(size=32, seed=0), "sketch": make_tiny_generator(size=32, seed=1)}
+    monkeypatch.setattr(judges, "predict_parts", lambda parser, img: _labels(img))
+    # stub domain judge: every pixel "natural"
+    monkeypatch.setattr(judges, "predict_styles", lambda seg, img: torch.zeros(img.shape[0], *img.shape[2:],
+                                                                                dtype=torch.int64))
+    calls = []
+    res = zoo.evaluate_zoo(generators=gens, n=16, truncations=(1.0, 0.5), fd_n=4, parser=object(), domain=object(),
+                           fd_fn=lambda a, b: calls.append((a.shape, b.shape)) or 1.5, progress=False)
+    r1 = res["results"]["psi=1"]
+    assert r1["natural"]["own_style"] == 1.0 and r1["sketch"]["own_style"] == 0.0
+    assert r1["natural"]["found"]["eyes"] == 1.0 and r1["natural"]["found"]["hair"] == 1.0
+    assert 0.0 < r1["natural"]["found"]["nose"] < 1.0
+    assert "pairing" not in r1["natural"] and r1["sketch"]["pairing"]["hair"] == 1.0
+    assert 0.0 < r1["sketch"]["pairing"]["eyes_nose_mouth"] <= 1.0
+    assert set(res["results"]) == {"psi=1", "psi=0.5"}
+    assert res["frechet_vgg"]["natural"] == {"samples_vs_renders": 1.5, "floor_renders_vs_renders": 1.5}
+    assert calls[0] == ((4, 3, 32, 32), (4, 3, 64, 64))
+    text = zoo.format_zoo_report(res)
+    assert "| natural | 1.000 | " in text and "not FID" in text
+    assert not any(isinstance(v, float) and math.isnan(v) for v in r1["sketch"]["pairing"].values())
