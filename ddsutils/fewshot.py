@@ -65,7 +65,7 @@ from .train import (
     g_nonsaturating_loss,
     latest_checkpoint,
     load_training_checkpoint,
-    path_length_penalty,
+    path_reg_step,
     progress_bar,
     prune_checkpoints,
     r1_penalty,
@@ -393,15 +393,9 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         (g_adv + cdc).backward()
         g_optim.step()
         if path_reg > 0 and g_reg_every > 0 and i % g_reg_every == 0:
-            gen = rng(seed, i, "path")
-            pb = max(1, batch // path_batch_shrink)
-            w = sample_w_plus(G, pb, mixing=mixing, generator=gen, device=dev)
-            img = G.synthesis(w, noise=G.make_noise(pb, generator=gen))
-            pl, mean_path_length, _ = path_length_penalty(img, w, mean_path_length, generator=gen)
-            G.zero_grad(set_to_none=True)
-            (path_reg * g_reg_every * pl + 0 * img[0, 0, 0, 0]).backward()
-            g_optim.step()
-            path_val = _f(pl)
+            path_val, mean_path_length = path_reg_step(
+                G, g_optim, seed=seed, i=i, batch=batch, path_batch_shrink=path_batch_shrink, mixing=mixing,
+                path_reg=path_reg, g_reg_every=g_reg_every, mean_path_length=mean_path_length, device=dev)
         decay = ema_decay(batch, ema_kimg=ema_kimg)
         ema_update(g_ema, G, decay)
 

@@ -389,6 +389,25 @@ def sample_grid(G: Generator, z: torch.Tensor, path: Path, *, nrow: int = 8,
 # Training
 
 
+def path_reg_step(G: Generator, g_optim: torch.optim.Optimizer, *, seed: int, i: int, batch: int,
+                  path_batch_shrink: int, mixing: float, path_reg: float, g_reg_every: int,
+                  mean_path_length: Any, device: torch.device) -> tuple[float, Any]:
+    """One lazy path-length regularisation step of ``G`` (seeded by ``(seed, i, "path")``).
+
+    Returns ``(penalty value, updated mean path length)``. Used by :func:`train_gan` and
+    :func:`ddsutils.fewshot.adapt`.
+    """
+    gen = rng(seed, i, "path")
+    pb = max(1, batch // path_batch_shrink)
+    w = sample_w_plus(G, pb, mixing=mixing, generator=gen, device=device)
+    img = G.synthesis(w, noise=G.make_noise(pb, generator=gen))
+    pl, mean_path_length, _ = path_length_penalty(img, w, mean_path_length, generator=gen)
+    G.zero_grad(set_to_none=True)
+    (path_reg * g_reg_every * pl + 0 * img[0, 0, 0, 0]).backward()
+    g_optim.step()
+    return _f(pl), mean_path_length
+
+
 def train_gan(*, out_dir: str | os.PathLike, style: str = "natural", preset: str | None = "toy64",
               size: int | None = None, style_dim: int | None = None, n_mlp: int | None = None,
               channel_max: int | None = None, channels: Mapping[int, int] | None = None,
@@ -531,15 +550,9 @@ def train_gan(*, out_dir: str | os.PathLike, style: str = "natural", preset: str
         g_loss.backward()
         g_optim.step()
         if path_reg > 0 and g_reg_every > 0 and i % g_reg_every == 0:
-            gen = rng(seed, i, "path")
-            pb = max(1, batch // path_batch_shrink)
-            w = sample_w_plus(G, pb, mixing=mixing, generator=gen, device=dev)
-            img = G.synthesis(w, noise=G.make_noise(pb, generator=gen))
-            pl, mean_path_length, _ = path_length_penalty(img, w, mean_path_length, generator=gen)
-            G.zero_grad(set_to_none=True)
-            (path_reg * g_reg_every * pl + 0 * img[0, 0, 0, 0]).backward()
-            g_optim.step()
-            path_val = _f(pl)
+            path_val, mean_path_length = path_reg_step(
+                G, g_optim, seed=seed, i=i, batch=batch, path_batch_shrink=path_batch_shrink, mixing=mixing,
+                path_reg=path_reg, g_reg_every=g_reg_every, mean_path_length=mean_path_length, device=dev)
         decay = ema_decay(batch, ema_kimg=ema_kimg, cur_nimg=(i + 1) * batch, ema_rampup=ema_rampup)
         ema_update(g_ema, G, decay)
 
