@@ -19,6 +19,17 @@ def make_tiny_generator(*, size: int = 32, seed: int = 0, style_dim: int = 32, n
     return G.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Single-threaded torch for a module (opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    tiny models gain nothing from intra-op threads, and on a shared 2-core machine threads waiting for a
+    descheduled sibling make each small op many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_g() -> Generator:
     return make_tiny_generator()

@@ -15,13 +15,7 @@ from ddsutils import weights as W
 MICRO = (4, 8, 16)  # a few-thousand-parameter U-Net
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Single-threaded: tiny batches on a shared 2-core machine (see tests/test_toyworld.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

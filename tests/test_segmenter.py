@@ -17,13 +17,7 @@ from ddsutils import segmenter as S
 from ddsutils.stylegan2 import Generator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny convolutions are overhead-bound; on a shared 2-core machine two OpenMP threads are 10-50x slower
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _disc_label(size: int = 32) -> torch.Tensor:

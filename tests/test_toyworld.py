@@ -12,14 +12,7 @@ from ddsutils import toyworld as tw
 N = 48
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Render single-threaded: the batches here are tiny, and on a shared 2-core machine intra-op
-    threads that wait for a descheduled sibling make each of the ~1000 small ops slow."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,7 @@ def _params(m: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Micro models gain nothing from intra-op threads, and on a busy 2-core machine they lose a lot."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
