@@ -1,0 +1,222 @@
+"""Toy-world scoring of dual-domain images with the judges, and the DDS evaluation behind ``dds evaluate``.
+
+In the toy world a per-pixel domain segmenter (:mod:`ddsutils.judges`, trained on renders only) tells which
+style each pixel of an image is in, so a DDS output can be checked against what DDS promises: the part is in
+the source style and the rest in the target style. :func:`style_fractions` computes the two fractions for
+any images and masks; :func:`evaluate` runs DDS (paper and release modes) over source→target pairs and masks of
+the toy zoo and scores the crossover ``x_c`` (Eq. 1) and the DDS result side by side, with the Fréchet
+distance on VGG-16 features to renders of the target style.
+
+    python -m ddsutils.dds evaluate --n 32 --steps 200 --json runs/dds_eval.json
+
+Regions: ``inside`` is the source part mask ``y_s`` (where the crossover pastes the source part) and
+``outside`` is everything in neither mask, ``1 - max(y_s, y_t)`` (target style in both the crossover and the
+goal). The band ``y_t \\ y_s`` is left out: the crossover leaves it black there.
+
+Used in: notebooks/03_dds_optimisation.ipynb, notebooks/05_metrics.ipynb.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "evaluate", "format_table", "to_json"]
+
+#: Source → target pairs of the toy zoo scored by ``dds evaluate`` (issue: car↔nat and sketch).
+DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
+    ("caricature", "natural"),
+    ("natural", "caricature"),
+    ("sketch", "natural"),
+)
+
+
+def regions(y_s: Tensor, y_t: Tensor) -> tuple[Tensor, Tensor]:
+    """The scored regions of a pair: ``inside = y_s`` and ``outside = 1 - max(y_s, y_t)``.
+
+    Args:
+        y_s, y_t: source / target part masks ``[N, 1, H, W]`` in {0, 1}.
+
+    Returns:
+        ``(inside, outside)``, bool ``[N, H, W]``.
+    """
+    if y_s.shape != y_t.shape or y_s.ndim != 4 or y_s.shape[1] != 1:
+        raise ValueError(f"masks must both be [N, 1, H, W]; got {tuple(y_s.shape)} and {tuple(y_t.shape)}")
+    inside = y_s[:, 0] > 0.5
+    outside = ~(inside | (y_t[:, 0] > 0.5))
+    return inside, outside
+
+
+def style_fractions(styles: Tensor, inside: Tensor, outside: Tensor, *, source_style: int,
+                    target_style: int) -> dict[str, Tensor]:
+    """Per-image fraction of inside pixels judged source style and of outside pixels judged target style.
+
+    Args:
+        styles: int64 ``[N, H, W]`` per-pixel style ids (:func:`ddsutils.judges.predict_styles`).
+        inside, outside: bool ``[N, H, W]`` regions (:func:`regions`).
+        source_style, target_style: ids in :data:`ddsutils.toyworld.STYLES`.
+
+    Returns:
+        ``{"inside_source": [N], "outside_target": [N]}`` float32 in [0, 1]; NaN for an image whose region is
+        empty (left out of means by :func:`evaluate`).
+    """
+    if styles.shape != inside.shape or inside.shape != outside.shape:
+        raise ValueError(f"styles {tuple(styles.shape)} and regions {tuple(inside.shape)} / "
+                         f"{tuple(outside.shape)} must have the same [N, H, W] shape")
+
+    def frac(hit: Tensor, region: Tensor) -> Tensor:
+        den = region.flatten(1).sum(1).float()
+        num = (hit & region).flatten(1).sum(1).float()
+        return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(den, float("nan")))
+
+    return {"inside_source": frac(styles == source_style, inside),
+            "outside_target": frac(styles == target_style, outside)}
+
+
+def _nanmean(x: Tensor) -> float:
+    x = x[~torch.isnan(x)]
+    return float(x.mean()) if x.numel() else float("nan")
+
+
+def _oracle_masks(parser: Any, x_s: Tensor, x_t: Tensor, mask: str) -> tuple[Tensor, Tensor]:
+    from . import judges, toyworld
+
+    y_s = toyworld.part_mask(judges.predict_parts(parser, x_s), mask).float()
+    y_t = toyworld.part_mask(judges.predict_parts(parser, x_t), mask).float()
+    return y_s.reshape(len(x_s), 1, *x_s.shape[-2:]), y_t.reshape(len(x_t), 1, *x_t.shape[-2:])
+
+
+def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
+             masks: Sequence[str] = ("eyes_nose_mouth", "hair"), modes: Sequence[str] = ("paper", "release"),
+             n: int = 32, num_steps: int = 200, seed: int = 0, mask_source: str = "parser",
+             fd_n: int = 500, parser: Any = None, domain: Any = None,
+             fd_fn: Callable[[Tensor, Tensor], float] | None = None, optimise_kwargs: Mapping[str, Any] | None = None,
+             device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
+    """Run DDS on the toy zoo and score the crossover and the DDS result with the judges.
+
+    For every ``(source, target)`` in ``pairs`` and every mask, ``n`` seeded latents ``z*`` give
+    ``x_s = G_s(z*)``, ``x_t = G_t(z*)``; masks come from the judge parser on ``x_s`` / ``x_t``
+    (``mask_source="parser"``: an oracle, so the score is about DDS and not about the one-shot segmenter) or
+    from a one-shot segmenter trained on one parser label of the source generator (``"segmenter"``, the paper's
+    pipeline). Each mode in ``modes`` optimises the batch (:func:`ddsutils.dds.optimise`) for ``num_steps``.
+
+    Scores (means over images; bars of the DDS issue in brackets):
+
+    - ``inside_source``: fraction of ``y_s`` pixels the domain judge assigns to the source style [DDS >= 0.8];
+    - ``outside_target``: fraction of pixels outside both masks assigned to the target style [DDS >= 0.8];
+    - ``frechet_vgg``: Fréchet distance on VGG-16 features (not FID) of the ``n`` images to ``fd_n`` renders of
+      the target style [DDS below the crossover]; ``floor``: ``n`` other renders of the target style, and
+      ``target_samples``: the ``n`` images ``x_t``, both against the same renders.
+
+    Args:
+        generators: ``{style: Generator}``; default the committed ``toy-<style>-64`` zoo.
+        pairs: ``(source_style, target_style)`` pairs.
+        masks: toy-world mask names (:data:`ddsutils.toyworld.MASKS`).
+        modes: DDS modes (``"paper"``, ``"release"``).
+        n, num_steps, seed: latents per pair, DDS iterations, seed of ``z*`` and of DDS.
+        mask_source: ``"parser"`` or ``"segmenter"``.
+        fd_n: renders of the target style for the Fréchet distance (0 skips it).
+        parser, domain: judges (default the committed ``judge-parser-64`` / ``judge-domain-64``).
+        fd_fn: ``fd_fn(img_a, img_b) -> float`` (default :func:`ddsutils.metrics.frechet_vgg`).
+        optimise_kwargs: extra keywords for :func:`ddsutils.dds.optimise` (e.g. ``lr``, ``alpha``).
+        device: where generators and DDS run.
+        progress: per-run ``tqdm.auto`` bars.
+
+    Returns:
+        JSON-serialisable ``{"config": ..., "rows": [...], "images": {...}}``; each row has pair, mask, method
+        (``crossover`` or ``dds-<mode>``), the three scores and seconds. ``images`` (not JSON) maps
+        ``"<source>-><target>/<mask>/<method>"`` to ``[n, 3, H, W]`` tensors in [-1, 1] for figures.
+
+    Used in: notebooks/03_dds_optimisation.ipynb, notebooks/05_metrics.ipynb.
+    """
+    from . import dds, judges, toyworld
+    from .stylegan2 import load_generator
+
+    if mask_source not in ("parser", "segmenter"):
+        raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {mask_source!r}")
+    for m in masks:
+        if m not in toyworld.MASKS:
+            raise ValueError(f"unknown mask {m!r}; toy-world masks are {sorted(toyworld.MASKS)}")
+    styles_needed = sorted({s for pair in pairs for s in pair})
+    for s in styles_needed:
+        if s not in toyworld.STYLES:
+            raise ValueError(f"unknown style {s!r}; toy-world styles are {list(toyworld.STYLES)}")
+    dev = torch.device(device)
+    gens = dict(generators) if generators is not None else {s: load_generator(f"toy-{s}-64", device=dev)
+                                                             for s in styles_needed}
+    parser = parser if parser is not None else judges.load_judge("judge-parser-64")
+    domain = domain if domain is not None else judges.load_judge("judge-domain-64")
+    if fd_fn is None:
+        from .metrics import frechet_vgg as fd_fn
+    dim = next(iter(gens.values())).style_dim
+    z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+    rows: list[dict[str, Any]] = []
+    images: dict[str, Tensor] = {}
+    refs: dict[str, Tensor] = {}
+    floors: dict[str, float] = {}
+    for pi, (src, tgt) in enumerate(pairs):
+        G_s, G_t = gens[src], gens[tgt]
+        if fd_n and tgt not in refs:
+            k = toyworld.STYLES.index(tgt)
+            refs[tgt] = toyworld.render_batch(fd_n, style=tgt, size=G_t.size, seed=seed + 1000 + k)[0]
+            other = toyworld.render_batch(n, style=tgt, size=G_t.size, seed=seed + 2000 + k)[0]
+            floors[tgt] = fd_fn(other, refs[tgt])
+        with torch.no_grad():
+            x_s = G_s(z.to(dev), noise="const").clamp(-1, 1)
+            x_t = G_t(z.to(dev), noise="const").clamp(-1, 1)
+        target_fd = fd_fn(x_t.cpu(), refs[tgt]) if fd_n else float("nan")
+        for m in masks:
+            if mask_source == "parser":
+                y_s, y_t = _oracle_masks(parser, x_s, x_t, m)
+            else:
+                y_s, y_t, _ = dds._masks_for(G_s, G_t, z, mask=m, segmenter_path=None, segmenter_on="source",
+                                             seed=seed, device=dev)
+            inside, outside = regions(y_s.cpu(), y_t.cpu())
+            kw = dict(source_style=toyworld.STYLES.index(src), target_style=toyworld.STYLES.index(tgt))
+            methods: dict[str, tuple[Tensor, float]] = {"crossover": (dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1), 0.0)}
+            for mode in modes:
+                t0 = time.perf_counter()
+                r = dds.optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, mode=mode, num_steps=num_steps,
+                                 seed=seed, snapshot_every=None, device=dev, progress=progress,
+                                 **dict(optimise_kwargs or {}))
+                methods[f"dds-{mode}"] = (r.image.detach().cpu(), time.perf_counter() - t0)
+            for method, (img, secs) in methods.items():
+                fr = style_fractions(judges.predict_styles(domain, img.cpu()), inside, outside, **kw)
+                rows.append({"source": src, "target": tgt, "mask": m, "method": method,
+                             "inside_source": _nanmean(fr["inside_source"]),
+                             "outside_target": _nanmean(fr["outside_target"]),
+                             "frechet_vgg": fd_fn(img.cpu(), refs[tgt]) if fd_n else float("nan"),
+                             "floor": floors.get(tgt, float("nan")), "target_samples": target_fd,
+                             "seconds": round(secs, 2)})
+                images[f"{src}->{tgt}/{m}/{method}"] = img.cpu()
+    config = {"pairs": [list(p) for p in pairs], "masks": list(masks), "modes": list(modes), "n": n,
+              "num_steps": num_steps, "seed": seed, "mask_source": mask_source, "fd_n": fd_n,
+              "optimise_kwargs": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+                                  for k, v in (optimise_kwargs or {}).items()}, "device": str(dev)}
+    return {"config": config, "rows": rows, "images": images}
+
+
+def format_table(result: Mapping[str, Any]) -> str:
+    """Markdown table of :func:`evaluate` rows (one line per pair × mask × method)."""
+    head = ("| source → target | mask | method | in-mask source style | outside target style "
+            "| Fréchet VGG to target renders (floor / x_t) | s |")
+    lines = [head, "|" + "---|" * 7]
+    for r in result["rows"]:
+        lines.append(f"| {r['source']} → {r['target']} | {r['mask']} | {r['method']} | {r['inside_source']:.3f} "
+                     f"| {r['outside_target']:.3f} | {r['frechet_vgg']:.1f} ({r['floor']:.1f} / "
+                     f"{r['target_samples']:.1f}) | {r['seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def to_json(obj: Any) -> Any:
+    """``obj`` with NaN floats replaced by ``None`` (strict JSON), tuples as lists."""
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, Mapping):
+        return {k: to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    return obj

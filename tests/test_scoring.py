@@ -1,0 +1,90 @@
+"""Toy-world scoring of DDS outputs (ddsutils.scoring) and the ``dds evaluate`` command."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import make_tiny_generator
+from ddsutils import dds, judges, scoring, toyworld
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+S = 32
+
+
+def test_regions_hand_computed():
+    y_s = torch.zeros(1, 1, 4, 4)
+    y_t = torch.zeros(1, 1, 4, 4)
+    y_s[..., 0, :2] = 1
+    y_t[..., 0, 1:3] = 1
+    inside, outside = scoring.regions(y_s, y_t)
+    assert inside[0, 0].tolist() == [True, True, False, False]
+    assert outside[0, 0].tolist() == [False, False, False, True]
+    assert outside[0, 1:].all() and not inside[0, 1:].any()
+    with pytest.raises(ValueError, match=r"\[N, 1, H, W\]"):
+        scoring.regions(y_s[:, 0], y_t[:, 0])
+
+
+def test_style_fractions_hand_computed_and_empty_region():
+    styles = torch.tensor([[[0, 2], [2, 2]], [[1, 1], [1, 1]]])
+    inside = torch.tensor([[[True, True], [False, False]], [[False, False], [False, False]]])
+    outside = ~inside
+    fr = scoring.style_fractions(styles, inside, outside, source_style=2, target_style=0)
+    assert fr["inside_source"][0].item() == pytest.approx(0.5)
+    assert math.isnan(fr["inside_source"][1].item())  # empty region -> NaN, left out of means
+    assert fr["outside_target"].tolist() == [0.0, 0.0]
+    assert scoring._nanmean(fr["inside_source"]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="same"):
+        scoring.style_fractions(styles[:1], inside, outside, source_style=2, target_style=0)
+
+
+@pytest.fixture(scope="module")
+def small_world():
+    torch.manual_seed(0)
+    parser = judges.PartParser(channels=(4, 8), size=S).eval()
+    domain = judges.DomainSegmenter(channels=(4, 8), size=S).eval()
+    gens = {"natural": make_tiny_generator(size=S, seed=0), "caricature": make_tiny_generator(size=S, seed=1)}
+    vgg = dds.make_feature_extractor("vgg16", layers="paper", weights="random")
+    return dict(generators=gens, parser=parser, domain=domain,
+                fd_fn=lambda a, b: float((a.mean(0) - b.mean(0)).abs().mean()),
+                optimise_kwargs={"backbone": vgg, "backbone_weights": "random"})
+
+
+@pytest.mark.filterwarnings("ignore:y_[st] is")
+def test_evaluate_rows_and_determinism(small_world):
+    kw = dict(pairs=[("caricature", "natural")], masks=["hair"], modes=["paper", "release"], n=2, num_steps=2,
+              fd_n=4, progress=False, **small_world)
+    res = scoring.evaluate(**kw)
+    assert [r["method"] for r in res["rows"]] == ["crossover", "dds-paper", "dds-release"]
+    for r in res["rows"]:
+        for key in ("inside_source", "outside_target"):
+            assert r[key] is None or math.isnan(r[key]) or 0.0 <= r[key] <= 1.0
+        assert r["frechet_vgg"] >= 0 and r["floor"] >= 0
+    assert res["images"]["caricature->natural/hair/dds-paper"].shape == (2, 3, S, S)
+    again = scoring.evaluate(**kw)
+    assert torch.equal(res["images"]["caricature->natural/hair/dds-release"],
+                       again["images"]["caricature->natural/hair/dds-release"])
+    text = json.dumps(scoring.to_json({k: v for k, v in res.items() if k != "images"}), allow_nan=False)
+    assert "dds-paper" in text
+    assert "| caricature → natural | hair | crossover |" in scoring.format_table(res)
+
+
+def test_evaluate_bad_arguments(small_world):
+    with pytest.raises(ValueError, match="unknown mask"):
+        scoring.evaluate(masks=["ears"], n=1, **small_world)
+    with pytest.raises(ValueError, match="unknown style"):
+        scoring.evaluate(pairs=[("anime", "natural")], n=1, **small_world)
+    with pytest.raises(ValueError, match="mask_source"):
+        scoring.evaluate(mask_source="oracle", n=1, **small_world)
+
+
+def test_cli_rejects_malformed_pairs():
+    with pytest.raises(SystemExit, match="source:target"):
+        dds.main(["evaluate", "--pairs", "caricature-natural", "--n", "1"])
+
+
+def test_to_json_replaces_nan():
+    assert scoring.to_json({"a": float("nan"), "b": (1.0, 2)}) == {"a": None, "b": [1.0, 2]}
+    assert toyworld.STYLES.index("caricature") == 2  # the style ids the scores refer to
