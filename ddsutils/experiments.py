@@ -1,0 +1,517 @@
+"""The paper's experiments as functions that save their results: Table 1, Fig. 7, Fig. 8, Table 2, modes, baselines.
+
+Every experiment takes a profile (``ci``, ``demo``, ``paper``; :data:`PROFILES`) plus keyword overrides, runs
+what it needs, and returns and saves a result under ``runs/<profile>/results/``:
+
+- ``<name>.json``: ``{"name", "profile", "config", "rows", "claims", "wall_s"}`` (``rows`` are flat dicts, one
+  table line each; ``claims`` checks the paper's statements on this data);
+- ``<name>.pt``: image tensors for figures (``weights_only``-loadable).
+
+DDS runs are cached one file per configuration under ``runs/<profile>/results/dds/`` (key = readable name +
+hash of the settings), so an interrupted experiment resumes and experiments share runs (Table 1 and Fig. 7 use
+the same optimisations). Everything is seeded; the same profile and overrides give the same numbers.
+
+Distances between image sets: on CPU / offline the Fréchet distance and KID on ImageNet VGG-16 features
+(:data:`ddsutils.metrics.FRECHET_VGG_LABEL`, never called FID); ``fd="inception"`` (paper profile) uses
+Inception FID through torch-fidelity. Reference sets: ``D_s`` / ``D_t`` are ``n_ref`` samples of the source /
+target generator, ``{x_c}`` the crossovers of the same pairs (clamped to [-1, 1]: Eq. 1 adds ``x_s`` and ``x_t``
+where ``y_s`` and ``ȳ_t`` overlap). Per-image SSIM / PSNR compare each DDS image with
+its own ``x_s``, ``x_c`` or ``x_t`` (same ``z*``).
+
+    python -m ddsutils.experiments table1 --profile demo
+    python -m ddsutils.experiments all --profile ci
+
+Used in: notebooks/04_ablations.ipynb, 05_metrics.ipynb, 07_baselines.ipynb, 90_paper_figures.ipynb.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .files import atomic_write_bytes
+from .paths import runs_dir
+
+__all__ = ["PROFILES", "EXPERIMENTS", "Context", "table1", "fid_during_optimisation", "loss_weight_sweep",
+           "backbone_ablation", "mode_comparison", "blending_baselines", "format_markdown", "main"]
+
+_TOY = {"natural": "toy-natural-64", "sketch": "toy-sketch-64", "caricature": "toy-caricature-64"}
+
+#: Settings of each profile (every key can be overridden by a keyword of the experiment functions).
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": dict(generators=_TOY, pairs=[("caricature", "natural")], masks=["eyes_nose_mouth"], n=2, n_ref=16,
+               num_steps=4, snapshot_every=2, lr=0.01, seed=0, mask_source="parser", fd="vgg", judges=True,
+               sweep_values=[0.0, 1.0], backbones=["vgg16", "alexnet"], device="cpu"),
+    "demo": dict(generators=_TOY, pairs=[("caricature", "natural"), ("natural", "caricature")],
+                 masks=["eyes_nose_mouth", "hair"], n=8, n_ref=256, num_steps=100, snapshot_every=20, lr=0.01,
+                 seed=0, mask_source="parser", fd="vgg", judges=True, sweep_values=[0.0, 0.5, 1.0, 2.0],
+                 backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cpu"),
+    "paper": dict(generators={"natural": "ffhq-256", "caricature": "fewshot-caricature-256",
+                              "sketch": "fewshot-sketch-256"},
+                  pairs=[("caricature", "natural"), ("natural", "caricature"), ("sketch", "natural"),
+                         ("natural", "sketch")],
+                  masks=["eyes_nose_mouth", "hair"], n=100, n_ref=1000, num_steps=1000, snapshot_every=100,
+                  lr=0.01, seed=0, mask_source="segmenter", fd="inception", judges=False,
+                  sweep_values=[0.0, 0.25, 0.5, 1.0, 2.0],
+                  backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cuda"),
+}
+_PROFILE_KEYS = set(PROFILES["demo"]) | {"segmenters", "out"}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    return repr(o)
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if obj != obj else obj
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+class Context:
+    """Settings of one profile plus lazily loaded generators, judges, reference features and cached runs.
+
+    Args:
+        profile: ``"ci"``, ``"demo"`` or ``"paper"``.
+        **overrides: any key of :data:`PROFILES` (``n``, ``num_steps``, ``pairs``, ``masks``, ``device``,
+            ``segmenters`` = ``{mask: segmenter file}`` for ``mask_source="segmenter"``, ``out`` = results
+            folder, ...).
+    """
+
+    def __init__(self, profile: str = "demo", **overrides: Any) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        unknown = set(overrides) - _PROFILE_KEYS
+        if unknown:
+            raise ValueError(f"unknown setting(s) {sorted(unknown)}; settings are {sorted(_PROFILE_KEYS)}")
+        self.profile = profile
+        self.cfg: dict[str, Any] = {**PROFILES[profile], "segmenters": {}, **overrides}
+        self.cfg["pairs"] = [tuple(p) for p in self.cfg["pairs"]]
+        self.out = Path(self.cfg.get("out") or runs_dir() / profile / "results")
+        dev = self.cfg["device"]
+        if dev == "auto":
+            dev = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(dev).startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"profile {profile!r} asks for device {dev!r} but CUDA is not available; pass "
+                               "device='cpu' (slow at paper scale) or run on a GPU machine")
+        self.device = torch.device(dev)
+        self._gens: dict[str, Any] = {}
+        self._pairs: dict[tuple[str, str, str], dict[str, Tensor]] = {}
+        self._ref: dict[str, Tensor] = {}
+        self._judges: tuple[Any, Any] | None = None
+
+    # -- models ---------------------------------------------------------------------------------------
+    def generator(self, domain: str):
+        """The generator of a domain (``natural``, ``caricature``, ``sketch``), loaded once."""
+        from .stylegan2 import load_generator
+
+        if domain not in self._gens:
+            names = self.cfg["generators"]
+            if domain not in names:
+                raise ValueError(f"profile {self.profile!r} has no generator for domain {domain!r} "
+                                 f"(has {sorted(names)})")
+            self._gens[domain] = load_generator(names[domain], device=self.device).eval()
+        return self._gens[domain]
+
+    def judges(self) -> tuple[Any, Any] | None:
+        """``(parser, domain_segmenter)`` of the toy world, or ``None`` when the profile has no judges."""
+        if not self.cfg["judges"]:
+            return None
+        if self._judges is None:
+            from . import judges
+
+            self._judges = (judges.load_judge("judge-parser-64"), judges.load_judge("judge-domain-64"))
+        return self._judges
+
+    # -- inputs and references ------------------------------------------------------------------------
+    def latents(self, n: int | None = None, *, offset: int = 0) -> Tensor:
+        """Seeded ``z*`` ``[n, D]`` (``offset`` gives independent sets, e.g. 1 for the reference samples)."""
+        n = n or self.cfg["n"]
+        dim = self.generator(self.cfg["pairs"][0][0]).style_dim
+        return torch.randn(n, dim, generator=torch.Generator().manual_seed(self.cfg["seed"] * 1000 + offset))
+
+    @torch.no_grad()
+    def samples(self, domain: str, z: Tensor) -> Tensor:
+        G = self.generator(domain)
+        return torch.cat([G(c.to(self.device), noise="const").clamp(-1, 1).cpu() for c in z.split(32)])
+
+    def pair(self, source: str, target: str, mask: str) -> dict[str, Tensor]:
+        """``z*``, ``x_s``, ``x_t``, masks ``y_s``, ``y_t`` and crossover ``x_c`` of one experiment (cached)."""
+        from . import dds
+
+        key = (source, target, mask)
+        if key not in self._pairs:
+            z = self.latents()
+            x_s, x_t = self.samples(source, z), self.samples(target, z)
+            G_s, G_t = self.generator(source), self.generator(target)
+            src = self.cfg["mask_source"]
+            if src == "parser":
+                from .scoring import _oracle_masks
+
+                jd = self.judges()
+                if jd is None:
+                    raise ValueError("mask_source='parser' needs the toy-world judges (judges=True)")
+                y_s, y_t = _oracle_masks(jd[0], x_s, x_t, mask)
+            elif src == "segmenter":
+                path = self.cfg["segmenters"].get(mask)
+                y_s, y_t, _ = dds._masks_for(G_s, G_t, z, mask=mask, segmenter_path=path, segmenter_on="source",
+                                             seed=self.cfg["seed"], device=self.device)
+                y_s, y_t = y_s.cpu(), y_t.cpu()
+            else:
+                raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {src!r}")
+            self._pairs[key] = dict(z=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, x_c=dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1))
+        return self._pairs[key]
+
+    def features(self, img: Tensor) -> Tensor:
+        """Features for set distances: VGG-16 (``fd="vgg"``) or Inception pool3 (``fd="inception"``)."""
+        from . import metrics
+
+        if self.cfg["fd"] == "inception":
+            return metrics.inception_features(img, device=self.device)
+        return metrics.vgg_features(img, device=self.device)
+
+    def reference(self, domain: str) -> Tensor:
+        """Features of ``n_ref`` samples of a domain's generator (``D_s`` / ``D_t``), computed once."""
+        if domain not in self._ref:
+            self._ref[domain] = self.features(self.samples(domain, self.latents(self.cfg["n_ref"], offset=1)))
+        return self._ref[domain]
+
+    # -- DDS runs (cached on disk) --------------------------------------------------------------------
+    def dds(self, source: str, target: str, mask: str, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+        """One cached DDS optimisation of the experiment's ``n`` pairs; returns ``DDSResult.to_dict()``.
+
+        ``overrides`` go to :func:`ddsutils.dds.optimise` (``mode``, ``latent_space``, ``init``, ``alpha``,
+        ``backbone``, ...); the profile gives ``num_steps``, ``lr``, ``snapshot_every`` and ``seed``.
+        """
+        from . import dds
+
+        settings = dict(num_steps=self.cfg["num_steps"], lr=self.cfg["lr"], snapshot_every=self.cfg["snapshot_every"],
+                        seed=self.cfg["seed"], **overrides)
+        ident = json.dumps({"gen": [self.cfg["generators"][source], self.cfg["generators"][target]],
+                            "mask": mask, "n": self.cfg["n"], "mask_source": self.cfg["mask_source"],
+                            **settings}, sort_keys=True, default=_json_default)
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
+        tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()) if isinstance(v, (str, int, float)))
+        path = self.out / "dds" / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
+        if path.exists():
+            return torch.load(path, weights_only=True)
+        p = self.pair(source, target, mask)
+        r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], y_s=p["y_s"],
+                         y_t=p["y_t"], device=self.device, progress=progress, **settings)
+        d = r.to_dict()
+        d = {k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in d.items()}
+        d["snapshots"] = [[s, img.detach().cpu()] for s, img in d["snapshots"]]
+        d["history"] = {k: v.detach().cpu() for k, v in d["history"].items()}
+        d["config"] = json.loads(json.dumps(d["config"], default=_json_default))
+        buf = io.BytesIO()
+        torch.save(d, buf)
+        atomic_write_bytes(buf.getvalue(), path)
+        return d
+
+    # -- scores ---------------------------------------------------------------------------------------
+    def set_distance(self, img: Tensor, ref_feats: Tensor) -> dict[str, float]:
+        """Fréchet distance and KID (mean) between images and reference features."""
+        from . import metrics
+
+        f = self.features(img)
+        kid_mean, _ = metrics.kid(f, ref_feats, subsets=50, subset_size=min(len(f), len(ref_feats)),
+                                  seed=self.cfg["seed"])
+        return {"fd": metrics.frechet_distance(f, ref_feats), "kid": kid_mean}
+
+    def judge(self, img: Tensor, source: str, target: str, mask: str) -> dict[str, float]:
+        """Toy-world judge scores of images for an experiment (empty dict without judges)."""
+        from . import judges, scoring, toyworld
+
+        jd = self.judges()
+        if jd is None or source not in toyworld.STYLES or target not in toyworld.STYLES:
+            return {}
+        p = self.pair(source, target, mask)
+        inside, outside = scoring.regions(p["y_s"], p["y_t"])
+        fr = scoring.style_fractions(judges.predict_styles(jd[1], img), inside, outside,
+                                     source_style=toyworld.STYLES.index(source),
+                                     target_style=toyworld.STYLES.index(target))
+        return {k: scoring._nanmean(v) for k, v in fr.items()}
+
+    def score(self, img: Tensor, source: str, target: str, mask: str) -> dict[str, float]:
+        """All scores of ``n`` images of an experiment: set distances to D_s, {x_c}, D_t; SSIM / PSNR to the
+        paired x_s, x_c, x_t; judge fractions."""
+        from . import metrics
+
+        p = self.pair(source, target, mask)
+        row: dict[str, float] = {}
+        refs = {"D_s": (self.reference(source), p["x_s"]), "x_c": (self.features(p["x_c"]), p["x_c"]),
+                "D_t": (self.reference(target), p["x_t"])}
+        for name, (feats, paired) in refs.items():
+            for k, v in self.set_distance(img, feats).items():
+                row[f"{k}_{name}"] = v
+            row[f"ssim_{name}"] = float(metrics.ssim(img, paired).mean())
+            row[f"psnr_{name}"] = float(metrics.psnr(img, paired).clamp(max=100).mean())
+        row.update(self.judge(img, source, target, mask))
+        return row
+
+    def experiments(self) -> list[tuple[str, str, str]]:
+        return [(s, t, m) for s, t in self.cfg["pairs"] for m in self.cfg["masks"]]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Experiments
+
+
+def _finish(ctx: Context, name: str, rows: list[dict[str, Any]], claims: dict[str, Any], t0: float,
+            images: Mapping[str, Tensor] | None = None) -> dict[str, Any]:
+    res = {"name": name, "profile": ctx.profile, "config": _clean(json.loads(json.dumps(ctx.cfg, default=_json_default))),
+           "rows": _clean(rows), "claims": _clean(claims), "wall_s": round(time.perf_counter() - t0, 2),
+           "distance_label": "FID (Inception)" if ctx.cfg["fd"] == "inception" else
+           "Fréchet distance on VGG-16 features (not FID); KID on the same features"}
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(json.dumps(res, indent=1, allow_nan=False).encode(), ctx.out / f"{name}.json")
+    if images:
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in images.items()}, buf)
+        atomic_write_bytes(buf.getvalue(), ctx.out / f"{name}.pt")
+    return res
+
+
+def _ctx(profile: str | Context, overrides: Mapping[str, Any]) -> Context:
+    if isinstance(profile, Context):
+        if overrides:
+            raise ValueError("pass settings either in the Context or as keywords, not both")
+        return profile
+    return Context(profile, **overrides)
+
+
+def table1(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Table 1: DDS (paper mode) outputs against D_s, {x_c} and D_t for every experiment (pair × mask).
+
+    Rows: one per experiment × reference set, with ``fd`` / ``kid`` (set distances), ``ssim`` / ``psnr`` (to the
+    paired images) and the judges' ``inside_source`` / ``outside_target``. Claims: for each experiment,
+    whether DDS is closer to D_t than to D_s on every metric (paper §5.1).
+
+    Used in: notebooks/05_metrics.ipynb.
+    """
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    rows, claims, images = [], {}, {}
+    for s, t, m in ctx.experiments():
+        r = ctx.dds(s, t, m, progress=progress)
+        sc = ctx.score(r["image"], s, t, m)
+        exp = f"{s}->{t}/{m}"
+        for ref in ("D_s", "x_c", "D_t"):
+            rows.append({"experiment": exp, "reference": ref, **{k: sc[f"{k}_{ref}"] for k in ("fd", "kid", "ssim", "psnr")},
+                         **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc}})
+        claims[exp] = {"fd": sc["fd_D_t"] < sc["fd_D_s"], "kid": sc["kid_D_t"] < sc["kid_D_s"],
+                       "ssim": sc["ssim_D_t"] > sc["ssim_D_s"], "psnr": sc["psnr_D_t"] > sc["psnr_D_s"]}
+        claims[exp]["all"] = all(claims[exp].values())
+        p = ctx.pair(s, t, m)
+        images.update({f"{exp}/x_s": p["x_s"], f"{exp}/x_t": p["x_t"], f"{exp}/x_c": p["x_c"], f"{exp}/dds": r["image"]})
+    claims["closer_to_D_t_on_every_metric"] = all(c["all"] for k, c in claims.items() if "/" in k)
+    return _finish(ctx, "table1", rows, claims, t0, images)
+
+
+def fid_during_optimisation(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Fig. 7: set distance of the snapshots ``G_t(ẑ_i)`` to D_s and to D_t along the optimisation.
+
+    Claim: the distance to D_t falls faster than the distance to D_s (relative drop from the first snapshot).
+
+    Used in: notebooks/05_metrics.ipynb.
+    """
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    rows, claims = [], {}
+    for s, t, m in ctx.experiments():
+        r = ctx.dds(s, t, m, progress=progress)
+        snaps = list(r["snapshots"])
+        if not snaps or int(snaps[-1][0]) != ctx.cfg["num_steps"]:
+            snaps.append([ctx.cfg["num_steps"], r["image"]])
+        exp = f"{s}->{t}/{m}"
+        curve = []
+        for step, img in snaps:
+            d_s = ctx.set_distance(img, ctx.reference(s))["fd"]
+            d_t = ctx.set_distance(img, ctx.reference(t))["fd"]
+            curve.append((int(step), d_s, d_t))
+            rows.append({"experiment": exp, "step": int(step), "fd_D_s": d_s, "fd_D_t": d_t})
+        (_, s0, t0_), (_, s1, t1) = curve[0], curve[-1]
+        claims[exp] = {"drop_D_s": (s0 - s1) / s0 if s0 else 0.0, "drop_D_t": (t0_ - t1) / t0_ if t0_ else 0.0}
+        claims[exp]["D_t_falls_faster"] = claims[exp]["drop_D_t"] > claims[exp]["drop_D_s"]
+    return _finish(ctx, "fid_during_optimisation", rows, claims, t0)
+
+
+def loss_weight_sweep(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Fig. 8: vary α, β, γ one at a time over ``sweep_values`` (others at 0.9 / 1 / 0.5); distance to D_t.
+
+    Runs on the first experiment of the profile. Claim: the weight whose sweep changes the distance to D_t
+    most (range over the grid); the paper says β.
+
+    Used in: notebooks/04_ablations.ipynb.
+    """
+    from .dds import PAPER_WEIGHTS
+
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    s, t, m = ctx.experiments()[0]
+    rows, spread = [], {}
+    for w in ("alpha", "beta", "gamma"):
+        vals = []
+        for v in ctx.cfg["sweep_values"]:
+            r = ctx.dds(s, t, m, progress=progress, **{**PAPER_WEIGHTS, w: float(v)})
+            d = ctx.set_distance(r["image"], ctx.reference(t))
+            vals.append(d["fd"])
+            rows.append({"experiment": f"{s}->{t}/{m}", "weight": w, "value": float(v), "fd_D_t": d["fd"], "kid_D_t": d["kid"]})
+        spread[w] = max(vals) - min(vals)
+    claims = {"spread_fd_D_t": spread, "most_sensitive": max(spread, key=spread.get),
+              "paper_says": "beta", "agrees": max(spread, key=spread.get) == "beta"}
+    return _finish(ctx, "loss_weight_sweep", rows, claims, t0)
+
+
+def backbone_ablation(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Table 2: DDS with each perceptual backbone in ``backbones``; scores as Table 1 (to D_s and D_t).
+
+    A backbone whose ImageNet weights are not available here (SqueezeNet / ResNet-18 offline) is reported as
+    skipped with the reason, never silently replaced by random weights.
+
+    Used in: notebooks/04_ablations.ipynb.
+    """
+    from .weights import WeightsError
+
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    s, t, m = ctx.experiments()[0]
+    rows, skipped = [], {}
+    for bb in ctx.cfg["backbones"]:
+        try:
+            r = ctx.dds(s, t, m, progress=progress, backbone=bb)
+        except (WeightsError, OSError) as exc:
+            skipped[bb] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            rows.append({"backbone": bb, "skipped": skipped[bb]})
+            continue
+        sc = ctx.score(r["image"], s, t, m)
+        rows.append({"backbone": bb, **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_s", "psnr_D_t")},
+                     **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc},
+                     "seconds": r["timings"]["total_s"]})
+    return _finish(ctx, "backbone_ablation", rows, {"skipped": skipped}, t0)
+
+
+#: Variants of :func:`mode_comparison` (name → optimise keywords).
+MODE_VARIANTS: dict[str, dict[str, Any]] = {
+    "paper z random": {},
+    "paper w random": {"latent_space": "w"},
+    "paper w+ random": {"latent_space": "w+"},
+    "paper z z_star": {"init": "z_star"},
+    "paper z mean": {"init": "mean"},
+    "release (w+ mean)": {"mode": "release"},
+}
+
+
+def mode_comparison(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Paper vs release mode, latent spaces z / w / w+, inits random / z* / mean (:data:`MODE_VARIANTS`).
+
+    Claim checked: the paper's footnote 3, starting from z* is worse (higher distance to D_t) than random init.
+
+    Used in: notebooks/04_ablations.ipynb.
+    """
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    s, t, m = ctx.experiments()[0]
+    rows, by = [], {}
+    for name, kw in MODE_VARIANTS.items():
+        r = ctx.dds(s, t, m, progress=progress, **kw)
+        sc = ctx.score(r["image"], s, t, m)
+        by[name] = sc
+        rows.append({"variant": name, **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_t", "psnr_D_t")},
+                     **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc},
+                     "final_loss": float(r["history"]["total"][-1].mean())})
+    claims = {"z_star_worse_than_random": by["paper z z_star"]["fd_D_t"] > by["paper z random"]["fd_D_t"]}
+    return _finish(ctx, "mode_comparison", rows, claims, t0)
+
+
+def blending_baselines(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Appendix B: crossover, Laplacian pyramid, Poisson (OpenCV seamlessClone) and alpha blending of x_s into
+    x_t along y_s, scored like DDS (paper mode) on every experiment.
+
+    Used in: notebooks/07_baselines.ipynb.
+    """
+    from . import blending
+
+    t0, ctx = time.perf_counter(), _ctx(profile, overrides)
+    rows, images = [], {}
+    for s, t, m in ctx.experiments():
+        p = ctx.pair(s, t, m)
+        methods: dict[str, Tensor] = {"crossover": p["x_c"]}
+        for b in blending.BASELINES:
+            methods[b] = blending.blend(b, p["x_s"], p["x_t"], p["y_s"])
+        methods["dds"] = ctx.dds(s, t, m, progress=progress)["image"]
+        for name, img in methods.items():
+            sc = ctx.score(img, s, t, m)
+            rows.append({"experiment": f"{s}->{t}/{m}", "method": name,
+                         **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_t")},
+                         **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc}})
+            images[f"{s}->{t}/{m}/{name}"] = img
+    return _finish(ctx, "blending_baselines", rows, {}, t0, images)
+
+
+EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "table1": table1,
+    "fid_during_optimisation": fid_during_optimisation,
+    "loss_weight_sweep": loss_weight_sweep,
+    "backbone_ablation": backbone_ablation,
+    "mode_comparison": mode_comparison,
+    "blending_baselines": blending_baselines,
+}
+
+
+def format_markdown(result: Mapping[str, Any], *, digits: int = 3) -> str:
+    """A Markdown table of an experiment's rows (columns = union of the row keys), then its claims."""
+    rows = result["rows"]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.{digits}f}"
+        return "" if v is None else str(v)
+
+    lines = [f"### {result['name']} ({result['profile']} profile, {result['wall_s']:.0f} s)",
+             f"Distances: {result.get('distance_label', '')}", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    if result.get("claims"):
+        lines += ["", "Claims: " + json.dumps(result["claims"], default=str)]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ddsutils.experiments NAME|all --profile ci|demo|paper [--n N] [--num-steps N] [--device D]``."""
+    p = argparse.ArgumentParser(prog="python -m ddsutils.experiments", description=__doc__.splitlines()[0])
+    p.add_argument("name", choices=[*EXPERIMENTS, "all"])
+    p.add_argument("--profile", choices=sorted(PROFILES), default="demo")
+    p.add_argument("--n", type=int, default=None, help="pairs per experiment (profile default)")
+    p.add_argument("--num-steps", type=int, default=None, help="DDS iterations (profile default)")
+    p.add_argument("--device", default=None, help="cpu | cuda | auto (profile default)")
+    p.add_argument("--out", default=None, help="results folder (default runs/<profile>/results)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    a = p.parse_args(argv)
+    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("device", a.device), ("out", a.out))
+            if v is not None}
+    ctx = Context(a.profile, **over)
+    names = list(EXPERIMENTS) if a.name == "all" else [a.name]
+    for name in names:
+        res = EXPERIMENTS[name](ctx, progress=not a.quiet)
+        print(format_markdown(res) + "\n")
+    print(f"results in {ctx.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Experiments (Table 1, Fig. 7, Fig. 8, Table 2, modes, baselines) at a micro scale on the committed toy zoo."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ddsutils import dds, experiments
+
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:y_[st] is")]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    return experiments.Context("ci", n=2, num_steps=2, snapshot_every=1, n_ref=8, out=out)
+
+
+def test_context_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown profile"):
+        experiments.Context("huge")
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['steps'\]"):
+        experiments.Context("ci", steps=3)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            experiments.Context("paper")
+
+
+def test_table1_saves_rows_claims_and_images(ctx):
+    res = experiments.table1(ctx, progress=False)
+    assert [r["reference"] for r in res["rows"]] == ["D_s", "x_c", "D_t"]
+    for r in res["rows"]:
+        assert r["fd"] >= 0 and -1 <= r["ssim"] <= 1 and 0 <= r["inside_source"] <= 1
+    exp = "caricature->natural/eyes_nose_mouth"
+    assert set(res["claims"][exp]) == {"fd", "kid", "ssim", "psnr", "all"}
+    saved = json.loads((ctx.out / "table1.json").read_text())
+    assert saved["rows"] == res["rows"] and "not FID" in saved["distance_label"]
+    imgs = torch.load(ctx.out / "table1.pt", weights_only=True)
+    assert imgs[f"{exp}/dds"].shape == (2, 3, 64, 64) and imgs[f"{exp}/x_c"].abs().max() <= 1
+    assert len(list((ctx.out / "dds").glob("*.pt"))) == 1
+
+
+def test_fig7_reuses_the_cached_run(ctx, monkeypatch):
+    experiments.table1(ctx, progress=False)
+
+    def boom(*a, **k):
+        raise AssertionError("the cached DDS run should have been reused")
+
+    monkeypatch.setattr(dds, "optimise", boom)
+    res = experiments.fid_during_optimisation(ctx, progress=False)
+    assert [r["step"] for r in res["rows"]] == [0, 1, 2]  # snapshots 0, 1 and the final step, no duplicate
+    assert isinstance(res["claims"]["caricature->natural/eyes_nose_mouth"]["D_t_falls_faster"], bool)
+
+
+def test_sweep_modes_and_markdown(ctx):
+    sweep = experiments.loss_weight_sweep(ctx, progress=False)
+    assert {(r["weight"], r["value"]) for r in sweep["rows"]} == {(w, v) for w in ("alpha", "beta", "gamma")
+                                                                   for v in (0.0, 1.0)}
+    assert sweep["claims"]["most_sensitive"] in ("alpha", "beta", "gamma")
+    modes = experiments.mode_comparison(ctx, progress=False)
+    assert [r["variant"] for r in modes["rows"]] == list(experiments.MODE_VARIANTS)
+    text = experiments.format_markdown(modes)
+    assert text.count("\n| ") == len(experiments.MODE_VARIANTS) + 1 and "z_star_worse_than_random" in text
+
+
+def test_backbone_ablation_reports_unavailable_weights(ctx, monkeypatch, tmp_path):
+    monkeypatch.setenv("DDS_WEIGHTS_DIR", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("DDS_OFFLINE", "1")
+    monkeypatch.setitem(ctx.cfg, "backbones", ["resnet18"])
+    res = experiments.backbone_ablation(ctx, progress=False)
+    assert res["rows"] == [{"backbone": "resnet18", "skipped": res["claims"]["skipped"]["resnet18"]}]
+    assert "resnet18" in res["rows"][0]["skipped"]
