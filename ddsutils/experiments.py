@@ -51,8 +51,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                num_steps=4, snapshot_every=2, lr=0.01, seed=0, mask_source="parser", fd="vgg", judges=True,
                sweep_values=[0.0, 1.0], backbones=["vgg16", "alexnet"], device="cpu"),
     "demo": dict(generators=_TOY, pairs=[("caricature", "natural"), ("natural", "caricature")],
-                 masks=["eyes_nose_mouth", "hair"], n=8, n_ref=256, num_steps=100, snapshot_every=20, lr=0.01,
-                 seed=0, mask_source="parser", fd="vgg", judges=True, sweep_values=[0.0, 0.5, 1.0, 2.0],
+                 masks=["eyes_nose_mouth", "hair"], n=4, n_ref=128, num_steps=50, snapshot_every=10, lr=0.01,
+                 seed=0, mask_source="parser", fd="vgg", judges=True, sweep_values=[0.0, 1.0, 2.0],
                  backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cpu"),
     "paper": dict(generators={"natural": "ffhq-256", "caricature": "fewshot-caricature-256",
                               "sketch": "fewshot-sketch-256"},
@@ -391,7 +391,7 @@ def backbone_ablation(profile: str | Context = "demo", *, progress: bool = True,
     rows, skipped = [], {}
     for bb in ctx.cfg["backbones"]:
         try:
-            r = ctx.dds(s, t, m, progress=progress, backbone=bb)
+            r = ctx.dds(s, t, m, progress=progress, **({} if bb == "vgg16" else {"backbone": bb}))
         except (WeightsError, OSError) as exc:
             skipped[bb] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
             rows.append({"backbone": bb, "skipped": skipped[bb]})
