@@ -1,13 +1,16 @@
 """One-shot segmenter cost on CPU: training time (toy 64 px generator) and prediction peak memory (256 px).
 
-1. ``train_segmenter`` (FewShotCNN-S, the DDS recipe: 100 steps, one labelled image) on a toy-sized
-   generator ``Generator(64, 128, 4, channel_max=64)`` (576 feature channels), random weights.
+1. ``train_segmenter`` (FewShotCNN-S, the DDS recipe: 100 steps, one labelled image, plus ddsutils'
+   defaults: standardised features, ``class_balance=0.5``, and at this size the materialised first layer,
+   ``materialise=None``) on a toy-sized generator ``Generator(64, 128, 4, channel_max=64)`` (576 feature
+   channels), random weights. ``--train-factorised`` times the factorised first layer instead.
 2. ``predict_masks`` with a rosinality-shaped ``Generator(256, 512, 8)`` (5,376 feature channels) and a
    random FewShotCNN-S, batch 1 and 4: peak resident memory (``ru_maxrss``) of a fresh subprocess per
    configuration, next to the RSS after building the models, the generator forward alone (features
    kept), and the materialised reference path (the 1.31 GiB-per-image stack).
 
-    python benchmarks/segmenter_speed.py [--threads N] [--steps 100] [--skip-materialised] [--json PATH]
+    python benchmarks/segmenter_speed.py [--threads N] [--steps 100] [--skip-materialised] [--train-factorised]
+        [--json PATH]
 """
 from __future__ import annotations
 
@@ -33,14 +36,15 @@ def _child(mode: str, batch: int, threads: int, steps: int) -> dict:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if mode == "train":
+    if mode in ("train", "train_factorised"):
         G = Generator(64, 128, 4, channel_max=64).eval()
         z = torch.randn(1, 128)
         yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing="ij")
         label = (((yy - 24) ** 2 + (xx - 36) ** 2) < 200).long()[None]
-        S.train_segmenter(G, z, label, steps=2, progress=False)  # warm-up (lazy imports, oneDNN)
+        mat = None if mode == "train" else False
+        S.train_segmenter(G, z, label, steps=2, progress=False, materialise=mat)  # warm-up (lazy imports, oneDNN)
         t = time.perf_counter()
-        seg = S.train_segmenter(G, z, label, steps=steps, progress=False)
+        seg = S.train_segmenter(G, z, label, steps=steps, progress=False, materialise=mat)
         dt = time.perf_counter() - t
         iou = float(S.mask_iou(S.predict_masks(seg, G, z), label[:, None].float())[0])
         return {"seconds": dt, "ms_per_step": 1000 * dt / steps, "train_iou": iou,
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--skip-materialised", action="store_true", help="skip the 1.31 GiB/image reference path")
     p.add_argument("--json", default=None)
+    p.add_argument("--train-factorised", action="store_true", help="time training with the factorised first layer")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--batch", type=int, default=1, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = a.threads or torch.get_num_threads()
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {threads} thread(s)")
     res: dict = {"threads": threads}
-    r = _run("train", 1, a.threads, a.steps)
+    r = _run("train_factorised" if a.train_factorised else "train", 1, a.threads, a.steps)
     res["train"] = r
     print(f"\ntraining FewShotCNN-S, 64 px toy generator ({r['feature_channels']} feature channels), {a.steps} steps:"
           f" {r['seconds']:.1f} s ({r['ms_per_step']:.0f} ms/step), IoU on the labelled image {r['train_iou']:.3f},"

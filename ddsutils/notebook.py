@@ -66,6 +66,10 @@ RUN_LIST: tuple[str, ...] = (
     "01_load_generators",
     "02_oneshot_segmenter",
     "03_dds_optimisation",
+    "04_ablations",
+    "05_metrics",
+    "06_unpaired_and_cross_domain",
+    "07_baselines",
     "08_fewshot_adaptation",
 )
 #: Regenerates the paper figures from ``runs/<profile>/`` results (``make figures``); not in the run list.

@@ -4,12 +4,16 @@ Images are ``[N, 3, H, W]`` float tensors in [-1, 1] (values outside are clamped
 in {0, 1}. Files are written atomically (temp file + ``os.replace``) with no timestamp or software
 metadata, so regenerating a figure from the same data gives the same bytes.
 
-Used in: every notebook that shows or saves images; ``make demo``.
+:func:`labelled_grid` and :func:`save_figure` make titled matplotlib figures of image grids and save them with
+fixed PNG metadata (no ``Software`` entry; matplotlib writes no date into PNGs), so they are byte-stable too.
+
+Used in: every notebook that shows or saves images; ``make demo``; ``notebooks/90_paper_figures.ipynb``.
 """
 from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +21,7 @@ import torch
 
 from .files import atomic_write_bytes
 
-__all__ = ["to_uint8", "image_grid", "save_png", "atomic_write_bytes"]
+__all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "atomic_write_bytes"]
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -56,4 +60,37 @@ def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, pad: 
         arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", optimize=False)
+    return atomic_write_bytes(buf.getvalue(), path)
+
+
+def labelled_grid(img: torch.Tensor, *, ncol: int, title: str, col_labels: Sequence[str] = (),
+                  row_labels: Sequence[str] = (), pad: int = 2, inches: float = 1.0):
+    """A matplotlib figure of images ``[N, C, H, W]`` in [-1, 1] tiled ``ncol`` per row (as :func:`image_grid`),
+    with ``title`` above, ``col_labels`` over the columns and ``row_labels`` left of the rows (``""`` for none).
+
+    Returns the ``Figure`` (each image about ``inches`` wide; save it with :func:`save_figure`).
+    """
+    import matplotlib.pyplot as plt
+
+    grid = to_uint8(image_grid(img, nrow=ncol, pad=pad))
+    ncol = min(ncol, len(img))
+    nrows = (len(img) + ncol - 1) // ncol
+    h, w = img.shape[-2] + pad, img.shape[-1] + pad
+    fig, ax = plt.subplots(figsize=(ncol * inches, nrows * inches * h / w))
+    ax.imshow(grid, interpolation="nearest")
+    ax.set_xticks([pad / 2 + w * (i + 0.5) for i in range(len(col_labels))], list(col_labels), fontsize=8)
+    ax.set_yticks([pad / 2 + h * (i + 0.5) for i in range(len(row_labels))], list(row_labels), fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(title, fontsize=9)
+    return fig
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
+    """Save a matplotlib figure as a PNG with fixed metadata (``Software`` removed; matplotlib adds no time to
+    PNGs), cropped to its content (``bbox_inches="tight"``), atomically: the same figure gives the same bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return atomic_write_bytes(buf.getvalue(), path)

@@ -121,9 +121,9 @@ def test_training_fits_the_labelled_image(G, trained):
     assert masks.shape == (1, 1, 32, 32) and masks.dtype == torch.float32
     assert set(masks.unique().tolist()) <= {0.0, 1.0}
     iou = S.mask_iou(masks, _disc_label()[:, None].float())
-    assert iou.item() > 0.95
+    assert iou.item() > 0.9  # feature dropout (default 0.5) regularises: not a pixel-perfect fit
     info = trained.train_info
-    assert len(info["losses"]) == 100 and info["losses"][-1] < 0.1 * info["losses"][0]
+    assert len(info["losses"]) == 100 and info["losses"][-1] < 0.2 * info["losses"][0]
     assert (trained.classes, trained.part, trained.resolution) == (("background", "disc"), "disc", 32)
     assert trained.generator_config == G.config and not trained.net.training
 
@@ -199,10 +199,89 @@ def test_save_load_roundtrip(tmp_path, G, trained):
     assert (seg.classes, seg.part, seg.resolution, seg.generator_config) == \
         (trained.classes, trained.part, trained.resolution, trained.generator_config)
     assert seg.train_info == trained.train_info
+    assert obj["version"] == 2 and torch.equal(obj["feature_stats"]["std"], trained.feature_std)
+    assert torch.equal(seg.feature_mean, trained.feature_mean) and torch.equal(seg.feature_std, trained.feature_std)
     for k, v in trained.net.state_dict().items():
         assert torch.equal(seg.net.state_dict()[k], v)
     z = _z(3, seed=9)
     assert torch.equal(S.predict_masks(seg, G, z), S.predict_masks(trained, G, z))
+
+
+def test_feature_stats_equal_stats_of_the_upsampled_stack(G):
+    mean, std = S.feature_stats(G, n=5, seed=3, batch_size=2, eps=0.0)
+    z = torch.randn(5, G.style_dim, generator=torch.Generator().manual_seed(3))
+    _, stack = S.gather_features(G, z, dtype=torch.float64)
+    assert mean.shape == std.shape == (sum(S.feature_channels(G)),) and mean.dtype == torch.float32
+    torch.testing.assert_close(mean.double(), stack.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(std.double(), stack.std((0, 2, 3), unbiased=False), rtol=1e-4, atol=1e-6)
+    again = S.feature_stats(G, n=5, seed=3, batch_size=5, eps=0.0)  # seeded, independent of the chunking
+    torch.testing.assert_close(again[0], mean) and torch.testing.assert_close(again[1], std)
+    assert not torch.equal(S.feature_stats(G, n=5, seed=4)[0], mean)
+
+
+def test_training_standardises_with_stored_source_stats(G, trained):
+    assert trained.standardised and trained.train_info["standardise"] is True
+    mean, std = S.feature_stats(G, n=64, seed=0)  # train_segmenter's defaults: stats_samples=64, seed
+    assert torch.equal(trained.feature_mean, mean) and torch.equal(trained.feature_std, std)
+    feats = S.generator_features(G, _z())[1]
+    out = trained.standardise(feats)
+    c0 = feats[0].shape[1]
+    torch.testing.assert_close(out[0], (feats[0] - mean[:c0].view(1, -1, 1, 1)) / std[:c0].view(1, -1, 1, 1))
+    # prediction applies the same (training generator's) stats on another generator of the architecture
+    H = make_tiny_generator(seed=3)
+    _, stack = S.gather_features(H, _z(2, seed=4))
+    x = (stack - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    want = (trained.net(x).argmax(1, keepdim=True) == 1).float()
+    assert torch.equal(S.predict_masks(trained, H, _z(2, seed=4)), want)
+    # stats="generator": H's own statistics (same samples and seed as in training); on G itself unchanged
+    mh, sh = S.feature_stats(H, n=64, seed=0)
+    x = (stack - mh.view(1, -1, 1, 1)) / sh.view(1, -1, 1, 1)
+    want = (trained.net(x).argmax(1, keepdim=True) == 1).float()
+    assert torch.equal(S.predict_masks(trained, H, _z(2, seed=4), stats="generator"), want)
+    z3 = _z(3, seed=8)
+    assert torch.equal(S.predict_masks(trained, G, z3, stats="generator"), S.predict_masks(trained, G, z3))
+    with pytest.raises(S.SegmenterError, match="stats must be"):
+        S.predict_masks(trained, G, z3, stats="target")
+    plain = S.train_segmenter(G, _z(), _disc_label(), steps=2, standardise=False, progress=False)
+    assert not plain.standardised and plain.feature_std is None and plain.train_info["stats_samples"] == 0
+    with pytest.raises(S.SegmenterError, match="both be given"):
+        S.Segmenter(net=plain.net, generator_config=G.config, signature=plain.signature, classes=plain.classes,
+                    part="x", resolution=32, feature_mean=mean)
+    with pytest.raises(S.SegmenterError, match=r"must be \[112\]"):
+        S.Segmenter(net=plain.net, generator_config=G.config, signature=plain.signature, classes=plain.classes,
+                    part="x", resolution=32, feature_mean=mean[:3], feature_std=std[:3])
+
+
+def test_class_balance_weights_and_materialised_training(G):
+    kw = dict(steps=3, progress=False, seed=2)
+    lab = _disc_label()
+    a = S.train_segmenter(G, _z(), lab, materialise=False, **kw)
+    b = S.train_segmenter(G, _z(), lab, materialise=True, **kw)
+    assert not a.train_info["materialise"] and b.train_info["materialise"]
+    assert np.allclose(a.train_info["losses"], b.train_info["losses"], rtol=1e-4)  # same maths, other order
+    assert S.train_segmenter(G, _z(), lab, **kw).train_info["materialise"]  # small stack: built by default
+    f = lab.double().mean().item()
+    w = a.train_info["class_weights"]
+    assert w[0] == 1.0 and w[1] == pytest.approx(((1 - f) / f) ** 0.5, rel=1e-5)  # default class_balance 0.5
+    c = S.train_segmenter(G, _z(), lab, class_balance=0, **kw)
+    assert c.train_info["class_weights"] is None and c.train_info["losses"] != a.train_info["losses"]
+    with pytest.raises(S.SegmenterError, match="class_balance"):
+        S.train_segmenter(G, _z(), lab, class_balance=2, **kw)
+
+
+def test_feature_dropout_is_seeded_and_path_independent(G):
+    kw = dict(steps=4, progress=False, seed=3)
+    z, lab = _z(2, seed=5), _disc_label().repeat(2, 1, 1)
+    a = S.train_segmenter(G, z, lab, materialise=False, **kw)  # default feature_dropout=0.5
+    b = S.train_segmenter(G, z, lab, materialise=True, **kw)   # the same channel masks on the built stack
+    c = S.train_segmenter(G, z, lab, materialise=True, **kw)
+    assert a.train_info["feature_dropout"] == 0.5 and b.train_info["losses"] == c.train_info["losses"]
+    assert np.allclose(a.train_info["losses"], b.train_info["losses"], rtol=1e-4)
+    d = S.train_segmenter(G, z, lab, feature_dropout=0.0, **kw)
+    e = S.train_segmenter(G, z, lab, seed=4, steps=4, progress=False)
+    assert d.train_info["losses"][0] != b.train_info["losses"][0] != e.train_info["losses"][0]
+    with pytest.raises(S.SegmenterError, match="feature_dropout"):
+        S.train_segmenter(G, z, lab, feature_dropout=1.0, **kw)
 
 
 def test_load_for_other_architecture_names_both(tmp_path, trained):
@@ -239,6 +318,23 @@ def test_load_rejects_bad_files(tmp_path, trained):
     torch.save(obj, tmp_path / "missing_key.pt")
     with pytest.raises(S.SegmenterError, match="missing"):
         S.load_segmenter(tmp_path / "missing_key.pt")
+    obj = torch.load(good, weights_only=True)
+    old = {"format": obj["format"], "version": 1, "state_dict": obj["state_dict"], "meta": obj["meta"]}
+    torch.save(old, tmp_path / "v1.pt")  # a file of the previous format (no feature statistics)
+    with pytest.raises(S.SegmenterError, match="version 1 segmenter file.*Retrain"):
+        S.load_segmenter(tmp_path / "v1.pt")
+    obj = torch.load(good, weights_only=True)
+    obj["feature_stats"]["std"] = obj["feature_stats"]["std"][:-1]
+    torch.save(obj, tmp_path / "stats.pt")
+    with pytest.raises(S.SegmenterError, match="feature_mean / feature_std must be"):
+        S.load_segmenter(tmp_path / "stats.pt")
+    obj = torch.load(good, weights_only=True)
+    del obj["feature_stats"]
+    torch.save(obj, tmp_path / "nostats.pt")
+    with pytest.raises(S.SegmenterError, match="no feature_stats entry"):
+        S.load_segmenter(tmp_path / "nostats.pt")
+    plain = S.train_segmenter(make_tiny_generator(), _z(), _disc_label(), steps=1, standardise=False, progress=False)
+    assert not S.load_segmenter(S.save_segmenter(plain, tmp_path / "plain.pt")).standardised
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -366,10 +462,43 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     for per in res["results"].values():
         for d in res["domains"]:
             assert 0.0 <= per[d]["miou"] <= 1.0 and 0.0 <= per[d]["pooled_iou"] <= 1.0 and per[d]["n"] == 6
-    assert all(t["train_iou"] > 0.9 for t in res["train"].values())  # fits its one labelled image
-    assert res["results"]["hair"]["sketch"]["miou"] > 0.5  # and transfers somewhat (random tiny G)
+    # fits its one labelled image (not pixel-perfectly: 50 steps with feature dropout; eyes 0.80, hair 0.98)
+    assert all(t["train_iou"] > 0.75 for t in res["train"].values())
+    # and transfers somewhat (random tiny G, labels at fixed positions: standardising the features removes
+    # part of the positional signal here, hair 0.70 -> 0.40 on this stub; on the toy GANs it helps)
+    assert res["results"]["hair"]["sketch"]["miou"] > 0.3
+    assert res["train_options"] == {"standardise": True, "class_balance": 0.5, "feature_dropout": 0.5}
+    assert res["rule"] == "median"
+    assert res["truncation"] == 1.0 and all(t["rule"] == "median" for t in res["train"].values())
     text = capsys.readouterr().out
     assert "eyes_nose_mouth" in text and "caricature" in text and str(out) in text
+
+
+def test_choose_candidate_rule():
+    from ddsutils.toyworld import PARTS
+
+    eyes, nose, mouth, hair = (PARTS.index(p) for p in ("eyes", "nose", "mouth", "hair"))
+    parts = torch.ones(6, 32, 32, dtype=torch.long)  # skin
+    areas = [0, 40, 12, 30, 20, 25]  # hair pixels / 8; candidate 0 has no hair
+    for k, a in enumerate(areas):
+        parts[k].view(-1)[:a * 8] = hair
+        parts[k, 20, 10:14] = eyes
+        parts[k, 24, 14:17] = mouth
+    parts[1, 22, 15] = nose
+    parts[3, 22, 15] = nose
+    parts[5, 22, 15] = nose
+    # hair: usable 1..5, areas 40, 12, 30, 20, 25 rows*8 px -> lower median 25 -> candidate 5
+    assert S.choose_candidate(parts, "hair") == 5
+    assert S.choose_candidate(parts, "hair", rule="first") == 1
+    # eyes_nose_mouth: only 1, 3, 5 have a nose; all three have the same area -> lowest index
+    assert S.choose_candidate(parts, "eyes_nose_mouth") == 1
+    no_nose = parts.clone()
+    no_nose[no_nose == nose] = 1
+    assert S.choose_candidate(no_nose, "eyes_nose_mouth", min_foreground=0.001) == 0  # fallback: area only
+    with pytest.raises(S.SegmenterError, match="rule must be"):
+        S.choose_candidate(parts, "hair", rule="last")
+    with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask"):
+        S.choose_candidate(torch.ones(3, 32, 32, dtype=torch.long), "hair")
 
 
 def test_evaluate_unknown_mask_and_unusable_oracle():
