@@ -39,6 +39,7 @@ from torch import Tensor
 
 from .files import atomic_write_bytes
 from .paths import runs_dir
+from .scoring import to_json as _clean
 
 __all__ = ["PROFILES", "EXPERIMENTS", "Context", "table1", "fid_during_optimisation", "loss_weight_sweep",
            "backbone_ablation", "mode_comparison", "blending_baselines", "format_markdown", "main"]
@@ -72,16 +73,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, torch.Tensor):
         return o.tolist()
     return repr(o)
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return None if obj != obj else obj
-    if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
 
 
 class Context:
