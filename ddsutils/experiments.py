@@ -132,10 +132,15 @@ class Context:
 
     # -- inputs and references ------------------------------------------------------------------------
     def latents(self, n: int | None = None, *, offset: int = 0) -> Tensor:
-        """Seeded ``z*`` ``[n, D]`` (``offset`` gives independent sets, e.g. 1 for the reference samples)."""
+        """Seeded ``z*`` ``[n, D]`` (``offset`` gives independent sets, e.g. 1 for the reference samples).
+
+        The stream is ``1_000_000 + 1000 * seed + offset``, disjoint from the per-sample streams ``seed + i``
+        that :func:`ddsutils.dds.optimise` uses for its random initialisation (so ẑ never starts at z*).
+        """
         n = n or self.cfg["n"]
         dim = self.generator(self.cfg["pairs"][0][0]).style_dim
-        return torch.randn(n, dim, generator=torch.Generator().manual_seed(self.cfg["seed"] * 1000 + offset))
+        gen = torch.Generator().manual_seed(1_000_000 + 1000 * self.cfg["seed"] + offset)
+        return torch.randn(n, dim, generator=gen)
 
     @torch.no_grad()
     def samples(self, domain: str, z: Tensor) -> Tensor:
@@ -160,7 +165,7 @@ class Context:
                     raise ValueError("mask_source='parser' needs the toy-world judges (judges=True)")
                 y_s, y_t = _oracle_masks(jd[0], x_s, x_t, mask)
             elif src == "segmenter":
-                path = self.cfg["segmenters"].get(mask)
+                path = self._segmenter_path(mask)
                 y_s, y_t, _ = dds._masks_for(G_s, G_t, z, mask=mask, segmenter_path=path, segmenter_on="source",
                                              seed=self.cfg["seed"], device=self.device)
                 y_s, y_t = y_s.cpu(), y_t.cpu()
@@ -168,6 +173,15 @@ class Context:
                 raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {src!r}")
             self._pairs[key] = dict(z=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, x_c=dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1))
         return self._pairs[key]
+
+    def _segmenter_path(self, mask: str) -> str:
+        path = self.cfg["segmenters"].get(mask)
+        if not path or not Path(path).is_file():
+            raise ValueError(f"mask_source='segmenter' needs a trained segmenter for {mask!r} (got {path!r}); "
+                             f"run notebooks/02_oneshot_segmenter.ipynb with mask={mask!r} (it saves "
+                             f"runs/{self.profile}/segmenter_{mask}.pt) and pass segmenters={{{mask!r}: path}}, "
+                             "or use mask_source='parser' in the toy world")
+        return str(path)
 
     def features(self, img: Tensor) -> Tensor:
         """Features for set distances: VGG-16 (``fd="vgg"``) or Inception pool3 (``fd="inception"``)."""
@@ -194,15 +208,16 @@ class Context:
 
         settings = dict(num_steps=self.cfg["num_steps"], lr=self.cfg["lr"], snapshot_every=self.cfg["snapshot_every"],
                         seed=self.cfg["seed"], **overrides)
+        p = self.pair(source, target, mask)
+        inputs = hashlib.sha256(b"".join(p[k].numpy().tobytes() for k in ("z", "y_s", "y_t"))).hexdigest()[:16]
         ident = json.dumps({"gen": [self.cfg["generators"][source], self.cfg["generators"][target]],
                             "mask": mask, "n": self.cfg["n"], "mask_source": self.cfg["mask_source"],
-                            **settings}, sort_keys=True, default=_json_default)
+                            "inputs": inputs, **settings}, sort_keys=True, default=_json_default)
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()) if isinstance(v, (str, int, float)))
         path = self.out / "dds" / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
         if path.exists():
             return torch.load(path, weights_only=True)
-        p = self.pair(source, target, mask)
         r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], y_s=p["y_s"],
                          y_t=p["y_t"], device=self.device, progress=progress, **settings)
         d = r.to_dict()
@@ -344,7 +359,8 @@ def fid_during_optimisation(profile: str | Context = "demo", *, progress: bool =
 def loss_weight_sweep(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Fig. 8: vary α, β, γ one at a time over ``sweep_values`` (others at 0.9 / 1 / 0.5); distance to D_t.
 
-    Runs on the first experiment of the profile. Claim: the weight whose sweep changes the distance to D_t
+    Runs on the first experiment of the profile (pass ``masks=["hair"]`` for the paper's Fig. 8 setting, as
+    notebook 04 does). Claim: the weight whose sweep changes the distance to D_t
     most (range over the grid); the paper says β.
 
     Used in: notebooks/04_ablations.ipynb.
@@ -357,7 +373,8 @@ def loss_weight_sweep(profile: str | Context = "demo", *, progress: bool = True,
     for w in ("alpha", "beta", "gamma"):
         vals = []
         for v in ctx.cfg["sweep_values"]:
-            r = ctx.dds(s, t, m, progress=progress, **{**PAPER_WEIGHTS, w: float(v)})
+            kw = {} if float(v) == PAPER_WEIGHTS[w] else {w: float(v)}  # the default value shares the base run
+            r = ctx.dds(s, t, m, progress=progress, **kw)
             d = ctx.set_distance(r["image"], ctx.reference(t))
             vals.append(d["fd"])
             rows.append({"experiment": f"{s}->{t}/{m}", "weight": w, "value": float(v), "fd_D_t": d["fd"], "kid_D_t": d["kid"]})
@@ -383,7 +400,7 @@ def backbone_ablation(profile: str | Context = "demo", *, progress: bool = True,
     for bb in ctx.cfg["backbones"]:
         try:
             r = ctx.dds(s, t, m, progress=progress, **({} if bb == "vgg16" else {"backbone": bb}))
-        except (WeightsError, OSError) as exc:
+        except (WeightsError, OSError, ImportError) as exc:
             skipped[bb] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
             rows.append({"backbone": bb, "skipped": skipped[bb]})
             continue
@@ -489,11 +506,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--profile", choices=sorted(PROFILES), default="demo")
     p.add_argument("--n", type=int, default=None, help="pairs per experiment (profile default)")
     p.add_argument("--num-steps", type=int, default=None, help="DDS iterations (profile default)")
+    p.add_argument("--masks", nargs="+", default=None, choices=["eyes_nose_mouth", "hair"],
+                   help="masks (profile default); the ablations use the first experiment, e.g. --masks hair")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (profile default)")
     p.add_argument("--out", default=None, help="results folder (default runs/<profile>/results)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("device", a.device), ("out", a.out))
+    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("masks", a.masks), ("device", a.device),
+                              ("out", a.out))
             if v is not None}
     ctx = Context(a.profile, **over)
     names = list(EXPERIMENTS) if a.name == "all" else [a.name]

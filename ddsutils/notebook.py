@@ -147,6 +147,8 @@ def _kernel_env(profile: str, threads: int | None) -> None:
 def prepare(profile: str, into: str | os.PathLike, names: Sequence[str] | None = None) -> list[Path]:
     """Write parameterised copies of the notebooks (papermill ``prepare_only``: injected, not executed).
 
+    ``names`` defaults to :data:`RUN_LIST` followed by :data:`FIGURES_NOTEBOOK` (every notebook; nbval runs
+    the copies in file-name order, so ``90_paper_figures`` reads what the others wrote).
     Used by ``make test`` (``into=build/ci``, then ``pytest --nbval-lax`` on the copies).
     """
     import papermill
@@ -154,7 +156,7 @@ def prepare(profile: str, into: str | os.PathLike, names: Sequence[str] | None =
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
     out = []
-    for name in names or RUN_LIST:
+    for name in names or (*RUN_LIST, FIGURES_NOTEBOOK):
         dst = into / f"{name}.ipynb"
         papermill.execute_notebook(str(notebook_path(name)), str(dst), parameters=notebook_parameters(profile, name),
                                    prepare_only=True, kernel_name="python3", progress_bar=False)

@@ -71,3 +71,31 @@ def test_backbone_ablation_reports_unavailable_weights(ctx, monkeypatch, tmp_pat
     res = experiments.backbone_ablation(ctx, progress=False)
     assert res["rows"] == [{"backbone": "resnet18", "skipped": res["claims"]["skipped"]["resnet18"]}]
     assert "resnet18" in res["rows"][0]["skipped"]
+
+
+def test_random_init_does_not_start_at_z_star(ctx):
+    p = ctx.pair("caricature", "natural", "eyes_nose_mouth")
+    r = ctx.dds("caricature", "natural", "eyes_nose_mouth", progress=False)
+    step0, img0 = r["snapshots"][0]
+    assert int(step0) == 0
+    assert (img0 - p["x_t"]).abs().mean(dim=(1, 2, 3)).min() > 0.05  # G_t(ẑ_0) is another face than x_t
+
+
+def test_sweep_varies_one_weight_and_reuses_the_base_run(ctx, monkeypatch):
+    calls = []
+    real = ctx.dds
+
+    def spy(*a, **kw):
+        calls.append({k: v for k, v in kw.items() if k != "progress"})
+        return real(*a, **kw)
+
+    monkeypatch.setattr(ctx, "dds", spy)
+    experiments.loss_weight_sweep(ctx, progress=False)
+    assert all(len(c) <= 1 for c in calls)
+    assert {"beta": 0.0} in calls and {} in calls and {"beta": 1.0} not in calls
+
+
+def test_segmenter_mask_source_needs_a_segmenter(tmp_path):
+    c = experiments.Context("ci", mask_source="segmenter", out=tmp_path)
+    with pytest.raises(ValueError, match="needs a trained segmenter for 'eyes_nose_mouth'.*02_oneshot_segmenter"):
+        c.pair("caricature", "natural", "eyes_nose_mouth")
