@@ -9,10 +9,11 @@ NBVAL_ARGS  ?=
 PROFILE     ?= demo
 PAPER_TIMEOUT ?= 6h
 
-.PHONY: venv test test-notebooks test-all test-gpu demo paper figures strip strip-install weights verify-weights zoo bench clean help
+.PHONY: lab venv test test-notebooks test-all test-gpu demo paper figures strip strip-install weights verify-weights zoo bench clean help
 
 help:
 	@echo "make demo            run the notebooks at the demo profile on CPU (runs/demo/, figures in runs/demo/figures/)"
+	@echo "make lab             JupyterLab on notebooks/ with the .venv kernel"
 	@echo "make paper           run the notebooks at the paper profile (GPU, 256 px public weights; runs/paper/)"
 	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) and refresh figures/"
 	@echo "make test            CPU test-suite (not gpu / browser / slow), then the notebooks at the ci profile (nbval)"
@@ -82,6 +83,10 @@ verify-weights: $(STAMP)
 # Reproduce the toy zoo from scratch (natural 64 px StyleGAN2 + few-shot sketch / caricature); resumable.
 zoo: $(STAMP)
 	$(PY) -m ddsutils.zoo train --out weights
+
+# JupyterLab with this venv's python3 kernel (the kernel the notebooks and papermill use)
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
 
 bench: $(STAMP)
 	$(PY) benchmarks/generator_speed.py

@@ -1,6 +1,7 @@
 """The mask painter in a real browser: JupyterLab (headless, 127.0.0.1, random port, token) driven by
 headless Chromium through Playwright. Opens a notebook that shows ``MaskPainter``, drags the mouse across
-the canvas, clicks Save, and checks the PNG has paint exactly along the stroke.
+the canvas, clicks Save, and checks the PNG has paint exactly along the stroke. Then opens committed notebooks
+and runs them top to bottom with *Run All* and their defaults (:data:`BROWSER_NOTEBOOKS`).
 
 Needs ``make browser-deps`` (Debian ``chromium`` + ``playwright``, ``jupyterlab``, ``ipycanvas`` in .venv);
 run with ``make test-browser`` or ``pytest -m browser``. Skips (with the reason) when a piece is missing.
@@ -93,7 +94,7 @@ def jupyter_lab(tmp_path):
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(conf), JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
                IPYTHONDIR=str(home / "ipython"), JUPYTER_PLATFORM_DIRS="1", TQDM_DISABLE="1",
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1", DDS_RUNS_DIR=str(home / "runs"), DDS_FIG_DIR=str(home / "figures"))
     env.pop("JUPYTER_TOKEN", None)
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "jupyter.log", "wb")
@@ -189,3 +190,58 @@ def test_mask_painter_in_jupyterlab(jupyter_lab, tmp_path):
     far[y - 3: y + 3, int(STROKE[0][0]) - 3: int(STROKE[1][0]) + 3] = False
     assert not mask[far].any()
     assert 40 <= mask.sum() <= 120
+
+
+#: Notebooks that `test_notebook_runs_top_to_bottom_in_jupyterlab` opens and runs with their defaults (the demo
+#: profile). The quick ones by default; DDS_BROWSER_NOTEBOOKS="00_setup_and_weights 03_dds_optimisation ..." for more.
+BROWSER_NOTEBOOKS = os.environ.get("DDS_BROWSER_NOTEBOOKS", "00_setup_and_weights 01_load_generators").split()
+
+_DONE_JS = """() => {
+  const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+  if (!k || k.status !== 'idle') return false;
+  const cells = w.content.widgets.filter(c => c.model.type === 'code');
+  const failed = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
+  return failed || cells.every(c => c.model.executionCount !== null);
+}"""
+
+_REPORT_JS = """() => window.jupyterapp.shell.currentWidget.content.widgets
+  .filter(c => c.model.type === 'code')
+  .map(c => ({count: c.model.executionCount,
+              errors: c.model.outputs.toJSON().filter(o => o.output_type === 'error')
+                       .map(o => o.ename + ': ' + o.evalue)}))"""
+
+
+@pytest.mark.parametrize("name", BROWSER_NOTEBOOKS)
+def test_notebook_runs_top_to_bottom_in_jupyterlab(jupyter_lab, name):
+    """A committed notebook, opened in JupyterLab and run with *Run All* and its defaults, executes every code
+    cell without an error (outputs go to a temporary DDS_RUNS_DIR, set for the server and so for the kernel)."""
+    from playwright.sync_api import sync_playwright
+
+    from ddsutils import paths
+
+    base, token, root = jupyter_lab
+    src = paths.repo_root() / "notebooks" / f"{name}.ipynb"
+    (root / src.name).write_bytes(src.read_bytes())
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(600_000)
+            page.goto(f"{base}/lab/tree/{src.name}?token={token}")
+            page.wait_for_function(
+                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+                " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
+            t0 = time.monotonic()
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_timeout(500)
+            page.wait_for_function(_DONE_JS, polling=500)
+            report = page.evaluate(_REPORT_JS)
+        finally:
+            browser.close()
+    print(f"{name}: {len(report)} code cells in {time.monotonic() - t0:.1f} s")
+    errors = [(i, c["errors"]) for i, c in enumerate(report) if c["errors"]]
+    assert not errors, f"{name}: cells with errors {errors}"
+    assert all(c["count"] is not None for c in report), f"{name}: not every cell ran: {report}"
+    assert len(report) >= 5
