@@ -294,11 +294,18 @@ def _per_sample_seeds(seed: int | Sequence[int], n: int) -> list[int]:
 # Algorithm 1
 
 
+#: Offset of the random-init streams: sample i starts from ``randn(generator=manual_seed(INIT_STREAM + seed_i))``,
+#: so a caller's ``z* = randn(n, D, generator=manual_seed(seed))`` is never also the starting point. (Below 2**32:
+#: torch's CPU generator keeps only the low 32 bits of a seed.)
+INIT_STREAM = 0x9E3779B9
+
+
 def _initial_latent(G: Generator, *, latent_space: str, init: str, seeds: list[int], z_star: torch.Tensor | None,
                     n_mean_latent: int, device: torch.device) -> torch.Tensor:
     d = G.style_dim
     if init == "random":
-        z = torch.cat([torch.randn(1, d, generator=torch.Generator().manual_seed(s)) for s in seeds]).to(device)
+        z = torch.cat([torch.randn(1, d, generator=torch.Generator().manual_seed(INIT_STREAM + s)) for s in seeds])
+        z = z.to(device)
     elif init == "z_star":
         if z_star is None:
             raise ValueError("init='z_star' needs z_star")
@@ -385,7 +392,8 @@ def optimise(
         release_domain1: release mode's single generator: ``"target"`` (the released D1 loop, whose output is the
             showcased image: the target's part mask also masks the source terms) or ``"source"`` (the D2 loop).
         n_mean_latent: samples for the mean w (release init, ``init="mean"``).
-        seed: int (sample i uses ``seed + i``) or one seed per sample; seeds the random init and release noise.
+        seed: int (sample i uses ``seed + i``) or one seed per sample; seeds the random init (stream
+            ``INIT_STREAM + seed_i``, disjoint from ``manual_seed(seed)``) and release noise.
         callback: ``callback(step, losses, images)`` after every step (``losses``: term → ``[N]``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         progress: show a ``tqdm.auto`` bar with the mean loss.

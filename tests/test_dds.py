@@ -250,3 +250,14 @@ def test_cli_run_writes_everything(tmp_path, gens):
     assert rec["config"]["mode"] == "release" and rec["config"]["num_steps"] == 4
     res = torch.load(out / "result.pt", weights_only=True)
     assert res["image"].shape == (2, 3, S, S) and res["z_star"].shape == (2, 32)
+
+
+
+def test_random_init_is_not_the_callers_z_star(gens):
+    """z* drawn with the same seed as DDS must not also be the random starting point (pair 0 would start solved)."""
+    G = gens[0]
+    z_star = torch.randn(2, G.style_dim, generator=torch.Generator().manual_seed(0))
+    z0 = dds._initial_latent(G, latent_space="z", init="random", seeds=[0, 1], z_star=z_star, n_mean_latent=8,
+                             device=torch.device("cpu"))
+    assert z0.shape == z_star.shape
+    assert not torch.equal(z0[0], z_star[0]) and not torch.equal(z0[1], z_star[1])
