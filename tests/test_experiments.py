@@ -100,3 +100,16 @@ def test_segmenter_mask_source_needs_a_segmenter(tmp_path):
     c = experiments.Context("ci", mask_source="segmenter", out=tmp_path)
     with pytest.raises(ValueError, match="needs a trained segmenter for 'eyes_nose_mouth'.*02_oneshot_segmenter"):
         c.pair("caricature", "natural", "eyes_nose_mouth")
+
+
+def test_table1_in_the_papers_layout():
+    rows = [{"experiment": f"{p}/{m}", "reference": ref, "fd": 10.0 * i, "kid": 0.0, "ssim": 0.5, "psnr": 20.0}
+            for i, (p, m, ref) in enumerate((p, m, ref) for m in ("eyes_nose_mouth", "hair")
+                                            for p in ("caricature->natural", "natural->caricature")
+                                            for ref in ("D_s", "x_c", "D_t"))]
+    text = experiments.format_table1({"name": "table1", "rows": rows, "distance_label": "Fréchet ... (not FID)"})
+    lines = text.splitlines()
+    assert lines[0].startswith("| mask | reference | caricature→natural FD-VGG ↓ | caricature→natural SSIM ↑")
+    assert len(lines) == 2 + 6  # header, rule, (D_s, {x_c}, D_t) per mask
+    assert lines[3] == "| eyes_nose_mouth | {x_c} | 10.000 | 0.500 | 20.000 | 40.000 | 0.500 | 20.000 |"
+    assert lines[7].startswith("| hair | D_t | 80.000 |")
