@@ -467,20 +467,27 @@ def test_inception_fid_offline_fails_fast_with_clear_error(no_inception_cache, m
 
 
 def test_inception_unreachable_host_fails_within_timeout(no_inception_cache, monkeypatch) -> None:
+    import threading
     import time
 
     from ddsutils import weights as W
 
     monkeypatch.delenv("DDS_OFFLINE", raising=False)
 
+    release = threading.Event()
+
     def hang(*args, **kwargs):
-        time.sleep(30)  # a black-holed connection / stuck name lookup
+        release.wait(30)  # a black-holed connection / stuck name lookup, until the test ends
+        raise TimeoutError("released by the test")
 
     monkeypatch.setattr(M.socket, "create_connection", hang)
     t0 = time.perf_counter()
-    with pytest.raises(W.WeightsUnavailableError, match="unreachable .*within 0.3 s"):
-        M.inception_weights_path(timeout=0.3)
-    assert time.perf_counter() - t0 < 1.5
+    try:
+        with pytest.raises(W.WeightsUnavailableError, match="unreachable .*within 0.3 s"):
+            M.inception_weights_path(timeout=0.3)
+        assert time.perf_counter() - t0 < 1.5
+    finally:
+        release.set()  # let the probe thread end here instead of failing in a later test
 
     def refused(*args, **kwargs):
         raise ConnectionRefusedError("refused")
