@@ -638,6 +638,25 @@ def _default_pairs() -> tuple[tuple[str, str], ...]:
     return DEFAULT_PAIRS
 
 
+#: Keywords of :func:`optimise` that ``dds evaluate --set`` may change.
+_SETTABLE = ("latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
+             "mask_resize", "backbone_weights", "lr", "release_domain1")
+
+
+def _parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["alpha=5", "init=z_star"]`` → ``{"alpha": 5.0, "init": "z_star"}`` (numbers become floats)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or key not in _SETTABLE:
+            raise SystemExit(f"--set takes KEY=VALUE with KEY one of {', '.join(_SETTABLE)}; got {item!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def _evaluate_cli(a) -> int:
     from . import scoring, viz
 
@@ -647,7 +666,8 @@ def _evaluate_cli(a) -> int:
             raise SystemExit(f"--pairs takes source:target items such as caricature:natural, got {item!r}")
         pairs.append(tuple(item.split(":")))
     res = scoring.evaluate(pairs=pairs, masks=a.masks, modes=a.modes, n=a.n, num_steps=a.steps, seed=a.seed,
-                           mask_source=a.mask_source, fd_n=a.fd_n, optimise_kwargs={"lr": a.lr},
+                           mask_source=a.mask_source, fd_n=a.fd_n,
+                           optimise_kwargs={"lr": a.lr, **_parse_settings(a.set)},
                            device=_device(a.device), progress=not a.quiet)
     images = res.pop("images")
     print(scoring.format_table(res))
@@ -702,6 +722,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="parser: judge-parser masks (an oracle); segmenter: one-shot segmenter from one label")
     e.add_argument("--fd-n", type=int, default=500, help="target-style renders for the Fréchet distance (0: skip)")
     e.add_argument("--lr", type=float, default=0.01)
+    e.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                   help="another dds.optimise keyword, repeatable: --set init=z_star --set alpha=5 --set backbone=alexnet")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", default=None, help="write the result JSON here")
     e.add_argument("--figures", default=None, help="folder for one PNG grid per pair x mask (rows: x_c, DDS modes)")

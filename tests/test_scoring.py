@@ -85,6 +85,15 @@ def test_cli_rejects_malformed_pairs():
         dds.main(["evaluate", "--pairs", "caricature-natural", "--n", "1"])
 
 
+def test_cli_set_parses_optimise_keywords():
+    assert dds._parse_settings(["alpha=5", "init=z_star", "backbone=lpips-alex"]) == {
+        "alpha": 5.0, "init": "z_star", "backbone": "lpips-alex"}
+    with pytest.raises(SystemExit, match="KEY=VALUE with KEY one of"):
+        dds._parse_settings(["num_steps=3"])
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        dds._parse_settings(["alpha"])
+
+
 def test_to_json_replaces_nan():
     assert scoring.to_json({"a": float("nan"), "b": (1.0, 2)}) == {"a": None, "b": [1.0, 2]}
     assert toyworld.STYLES.index("caricature") == 2  # the style ids the scores refer to
