@@ -40,8 +40,9 @@ test: $(STAMP)
 	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser and not slow" $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-notebooks
 
-# Every notebook (the run list, then 90_paper_figures) at the ci profile: papermill injects notebooks/params/ci.yaml into copies (no execution), nbval
-# runs every cell of the copies in this environment and fails on any error (outputs are not compared).
+# Every notebook (the run list, then 90_paper_figures) at the ci profile: papermill injects
+# notebooks/params/ci.yaml into copies (no execution), nbval runs every cell of the copies in this
+# environment and fails on any error (outputs are not compared).
 # Outputs go to runs/ci/; the committed notebooks are never executed in place.
 test-notebooks: $(STAMP)
 	rm -rf build/ci

@@ -135,8 +135,8 @@ class Context:
     def latents(self, n: int | None = None, *, offset: int = 0) -> Tensor:
         """Seeded ``z*`` ``[n, D]`` (``offset`` gives independent sets, e.g. 1 for the reference samples).
 
-        The stream is ``1_000_000 + 1000 * seed + offset``, disjoint from the per-sample streams ``seed + i``
-        that :func:`ddsutils.dds.optimise` uses for its random initialisation (so ẑ never starts at z*).
+        The stream is ``1_000_000 + 1000 * seed + offset``, disjoint from the random-init streams
+        ``dds.INIT_STREAM + seed + i`` of :func:`ddsutils.dds.optimise` (so ẑ never starts at z*).
         """
         n = n or self.cfg["n"]
         dim = self.generator(self.cfg["pairs"][0][0]).style_dim
@@ -507,13 +507,6 @@ def format_markdown(result: Mapping[str, Any], *, digits: int = 3) -> str:
 
     For ``table1`` the paper's layout (:func:`format_table1`) comes first, then the long table (with KID and the
     toy-world judges)."""
-    if result.get("name") == "table1" and result.get("rows"):
-        return _format_rows(result, digits=digits).replace(
-            "\n\n| experiment", "\n\n" + format_table1(result, digits=digits) + "\n\nAll scores:\n\n| experiment", 1)
-    return _format_rows(result, digits=digits)
-
-
-def _format_rows(result: Mapping[str, Any], *, digits: int = 3) -> str:
     rows = result["rows"]
     cols: list[str] = []
     for r in rows:
@@ -525,8 +518,10 @@ def _format_rows(result: Mapping[str, Any], *, digits: int = 3) -> str:
         return "" if v is None else str(v)
 
     lines = [f"### {result['name']} ({result['profile']} profile, {result['wall_s']:.0f} s)",
-             f"Distances: {result.get('distance_label', '')}", "",
-             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+             f"Distances: {result.get('distance_label', '')}", ""]
+    if result.get("name") == "table1" and rows:
+        lines += [format_table1(result, digits=digits), "", "All scores:", ""]
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
     if result.get("claims"):
         lines += ["", "Claims: " + json.dumps(result["claims"], default=str)]
