@@ -77,6 +77,19 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"jupyter lab did not answer {url} within {timeout:.0f} s")
 
 
+def _open_and_run_all(browser, url: str, *, timeout_ms: int):
+    """Open a notebook page, wait until its kernel is connected and idle, then start *Run All*."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(timeout_ms)
+    page.goto(url)
+    page.wait_for_function(
+        "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+        " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
+        " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    return page
+
+
 @pytest.fixture
 def jupyter_lab(tmp_path):
     """A JupyterLab server with isolated config/settings/runtime dirs; yields (base_url, token, root)."""
@@ -135,15 +148,7 @@ def test_mask_painter_in_jupyterlab(jupyter_lab, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(120_000)
-            page.goto(f"{base}/lab/tree/painter.ipynb?token={token}")
-            # wait until the notebook's kernel is connected and idle, then run the cell
-            page.wait_for_function(
-                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page = _open_and_run_all(browser, f"{base}/lab/tree/painter.ipynb?token={token}", timeout_ms=120_000)
             page.get_by_text(f"0 of {SIZE * SIZE} pixels painted").wait_for()
             canvas = page.locator(".jp-OutputArea-output canvas").first
             canvas.wait_for()
@@ -226,15 +231,8 @@ def test_notebook_runs_top_to_bottom_in_jupyterlab(jupyter_lab, name):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(600_000)
-            page.goto(f"{base}/lab/tree/{src.name}?token={token}")
-            page.wait_for_function(
-                "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
-                " const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;"
-                " return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }")
             t0 = time.monotonic()
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page = _open_and_run_all(browser, f"{base}/lab/tree/{src.name}?token={token}", timeout_ms=600_000)
             page.wait_for_timeout(500)
             page.wait_for_function(_DONE_JS, polling=500)
             report = page.evaluate(_REPORT_JS)
