@@ -178,7 +178,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
           ema_kimg: float | None = None, flip: bool = True, seed: int = 0,
           device: str | torch.device = "auto", resume: bool = True, sample_every: int = 100,
           ckpt_every: int = 250, log_every: int = 10, keep_ckpts: int = 3, n_sample: int = 16,
-          threads: int | None = None, progress: bool = True) -> Path:
+          threads: int | None = None, progress: bool = True, freeze: Sequence[str] = ()) -> Path:
     """Adapt a trained generator to a target style from ``n_shots`` images (cross-domain correspondence).
 
     Args:
@@ -202,6 +202,9 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         flip: random horizontal flips of the shots.
         seed, device, resume, sample_every, ckpt_every, log_every, keep_ckpts, n_sample, threads, progress:
             as in :func:`ddsutils.train.train_gan`.
+        freeze: prefixes of ``G.named_parameters()`` names held at the source values (not in few-shot,
+            which trains every layer; e.g. ``("style", "input", "conv1", "to_rgb1", "convs.0", "convs.1")``
+            keeps the mapping network and the 4-8 px layers, which set the layout). Default: train all.
 
     Returns:
         Path of the last checkpoint. It has the train-checkpoint keys plus ``extra``, ``extra_optim``,
@@ -218,6 +221,9 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         raise ValueError(f"feat_const_batch must be >= 3, got {feat_const_batch}")
     if subspace_freq < 1 or highp < 1:
         raise ValueError("subspace_freq and highp must be >= 1")
+    if isinstance(freeze, str):
+        raise TypeError(f"freeze must be a sequence of parameter-name prefixes, not the string {freeze!r}")
+    freeze = tuple(str(f) for f in freeze)
     src_path = Path(source_ckpt)
     last = latest_checkpoint(out) if resume else None
     if last is not None:
@@ -257,6 +263,8 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         "ckpt_every": ckpt_every, "log_every": log_every, "keep_ckpts": keep_ckpts, "n_sample": n_sample,
         "device": str(dev), "threads": threads,
     }
+    if freeze:  # only recorded when used, so runs from before the option still resume
+        args["freeze"] = list(freeze)
     free = ("iters", "sample_every", "ckpt_every", "log_every", "keep_ckpts", "device", "threads", "n_sample",
             "source_ckpt")
 
@@ -267,6 +275,21 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     g_source_ema.load_state_dict(src["g_ema"])
     g_source_ema = g_source_ema.to(dev).eval().requires_grad_(False)
     G = copy.deepcopy(g_source).train().requires_grad_(True)
+    def under(name: str, prefix: str) -> bool:  # "convs.1" covers convs.1.* but not convs.10.*
+        return name == prefix or name.startswith(prefix + ".")
+
+    frozen = {n for n, _ in G.named_parameters() if any(under(n, f) for f in freeze)}
+    unused = [f for f in freeze if not any(under(n, f) for n in frozen)]
+    if unused:
+        names = sorted({n.split(".")[0] for n, _ in G.named_parameters()})
+        raise ValueError(f"freeze prefixes {unused} match no generator parameter (top-level names: {names})")
+    trainable = [p for n, p in G.named_parameters() if n not in frozen]
+    if not trainable:
+        raise ValueError("freeze covers every generator parameter; nothing would be adapted")
+
+    def g_trainable() -> None:
+        for n, prm in G.named_parameters():
+            prm.requires_grad_(n not in frozen)
     g_ema = copy.deepcopy(g_source_ema)
     d_cfg = (ck or src).get("d_config")
     if d_cfg is None:
@@ -279,7 +302,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         extra = Extra(D.patch_channels).to(dev).train()
     if highp > len(extra.new_conv):
         raise ValueError(f"highp={highp} but the discriminator has {len(extra.new_conv)} patch features")
-    g_optim = adam_for(G.parameters(), lr=lr, reg_every=g_reg_every if path_reg > 0 else 0)
+    g_optim = adam_for(trainable, lr=lr, reg_every=g_reg_every if path_reg > 0 else 0)
     d_reg = d_reg_every if r1 > 0 else 0
     d_optim = adam_for(D.parameters(), lr=lr, reg_every=d_reg)
     e_optim = adam_for(extra.parameters(), lr=lr, reg_every=d_reg)
@@ -377,7 +400,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
             r1_val = _f(r1_loss)
 
         # -- generator: adversarial + CDC ---------------------------------------------------------
-        G.requires_grad_(True)
+        g_trainable()
         D.requires_grad_(False)
         extra.requires_grad_(False)
         gen = rng(seed, i, "g_fake")

@@ -48,7 +48,6 @@ import json
 import math
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -61,6 +60,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import toyworld as tw
+from . import weights as W
 
 __all__ = [
     "KIND_PARSER",
@@ -579,19 +579,6 @@ def _train(
         torch.set_num_threads(before)
 
 
-def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
-
-
 def _train_judge(
     model: TinyUNet,
     make_batch: Callable[[int], tuple[Tensor, Tensor]],
@@ -636,7 +623,7 @@ def _train_judge(
         "class_weights": None if class_weights is None else [float(c) for c in class_weights],
         "logit_adjusted": class_weights is not None, "balance": float(balance),
         "aug": {k: float(v) for k, v in aug.items()}, "threads": int(threads or torch.get_num_threads()),
-        "wall_time_s": round(wall, 1), "hardware": f"{str(device)}: {_hardware()}",
+        "wall_time_s": round(wall, 1), "hardware": f"{str(device)}: {W.hardware_description()}",
         "torch": str(torch.__version__), "python": platform.python_version(), **dict(extra_args),
     }
     return model
@@ -860,7 +847,6 @@ def load_judge(
 
     Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/05_metrics.ipynb
     """
-    from . import weights as W
 
     if isinstance(name, str) and os.path.sep not in name and not name.endswith(".pt"):
         if kind is None:
@@ -1099,99 +1085,13 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 # ----------------------------------------------------------------------------------------------------
 # manifest
 # ----------------------------------------------------------------------------------------------------
-def _dump_manifest(obj: Any, indent: int = 0) -> str:
-    """JSON in the manifest's house style: 2-space indent, lists of scalars on one line."""
-    pad = "  " * indent
-    if isinstance(obj, dict):
-        if not obj:
-            return "{}"
-        items = [f'{pad}  {json.dumps(k)}: {_dump_manifest(v, indent + 1)}' for k, v in obj.items()]
-        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
-    if isinstance(obj, list):
-        if all(not isinstance(v, (dict, list)) for v in obj):
-            return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in obj) + "]"
-        items = [f"{pad}  {_dump_manifest(v, indent + 1)}" for v in obj]
-        return "[\n" + ",\n".join(items) + f"\n{pad}]"
-    return json.dumps(obj, ensure_ascii=False)
-
-
 def manifest_entry(path: str | os.PathLike[str], *, name: str, notes: str) -> dict[str, Any]:
     """A ``weights/manifest.json`` entry for a committed judge file (kind ``"judge"``, sha256 pinned)."""
-    from . import paths
-    from . import weights as W
-
-    p = Path(path).resolve()
     try:
-        rel = p.relative_to(paths.repo_root()).as_posix()
+        return W.local_entry(path, name=name, kind="judge", notes=notes,
+                             source="this repository: ddsutils.judges (trained on ddsutils.toyworld renders only)")
     except ValueError as exc:
-        raise JudgeError(f"{p} is not inside the repository {paths.repo_root()}; cannot commit it") from exc
-    return {
-        "name": name,
-        "kind": "judge",
-        "filename": p.name,
-        "urls": [],
-        "sha256": W.sha256_file(p),
-        "size": p.stat().st_size,
-        "licence": "MIT (trained by this project)",
-        "source": "this repository: ddsutils.judges (trained on ddsutils.toyworld renders only)",
-        "manual": False,
-        "path": rel,
-        "notes": notes,
-    }
-
-
-def _entry_spans(text: str) -> tuple[int, int, list[tuple[int, int, str]]]:
-    """Locate the ``entries`` array of a manifest's text: ``(open, close, [(start, end, name)])``."""
-    m = re.search(r'"entries"\s*:\s*\[', text)
-    if m is None:
-        raise JudgeError("weights manifest has no 'entries' array")
-    dec = json.JSONDecoder()
-    spans: list[tuple[int, int, str]] = []
-    i = m.end()
-    while True:
-        while text[i] in " \t\r\n,":
-            i += 1
-        if text[i] == "]":
-            return m.end(), i, spans
-        obj, end = dec.raw_decode(text, i)
-        spans.append((i, end, obj.get("name", "") if isinstance(obj, dict) else ""))
-        i = end
-
-
-def update_manifest(entries: Sequence[Mapping[str, Any]], *, manifest: str | os.PathLike[str] | None = None) -> Path:
-    """Append (or replace, by name) entries of the weights manifest, re-reading it right before writing.
-
-    The text of every other entry is kept byte for byte; new entries are written in the file's house
-    style (2-space indent, lists of scalars on one line) after the last one. The result is validated with
-    :func:`ddsutils.weights.load_manifest` before it atomically replaces the file.
-
-    Args:
-        entries: manifest entries (e.g. from :func:`manifest_entry`).
-        manifest: the manifest file (default :func:`ddsutils.weights.manifest_path`).
-
-    Returns:
-        The manifest path.
-    """
-    from . import weights as W
-    from .viz import atomic_write_bytes
-
-    p = Path(manifest) if manifest is not None else W.manifest_path()
-    text = p.read_text(encoding="utf-8")
-    json.loads(text)  # fail early on a broken file
-    names = {e["name"] for e in entries}
-    start, close, spans = _entry_spans(text)
-    kept = [text[a:b] for a, b, name in spans if name not in names]
-    kept += ["    " + _dump_manifest(dict(e), 2).lstrip() for e in entries]
-    indent = "    "
-    body = "\n" + ",\n".join(k if k.startswith(indent) else indent + k for k in kept) + "\n  "
-    new_text = text[:start] + body + text[close:]
-    tmp = p.with_name(f".{p.name}.check")
-    try:
-        tmp.write_text(new_text, encoding="utf-8")
-        W.load_manifest(tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return atomic_write_bytes(new_text.encode("utf-8"), p)
+        raise JudgeError(str(exc)) from exc
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -1203,7 +1103,6 @@ def _parse_channels(text: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ddsutils.judges``; returns the exit status."""
-    from . import weights as W
 
     ap = argparse.ArgumentParser(prog="python -m ddsutils.judges", description="Train / evaluate the toy-world judges.")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1272,7 +1171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               f"{W.manifest_path()}; rerun with --update-manifest or `git checkout -- {pinned.path}`",
                               file=sys.stderr)
             if new_entries:
-                print(f"manifest updated: {update_manifest(new_entries)}")
+                print(f"manifest updated: {W.update_manifest(new_entries)}")
             return 0
         before = torch.get_num_threads()
         if a.threads is not None:

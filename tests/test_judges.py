@@ -1,8 +1,6 @@
 """Tests for ddsutils.judges: the toy-world part parser and domain segmenter (fast, CPU only)."""
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -127,26 +125,6 @@ def test_save_load_round_trip_and_wrong_kind(tmp_path: Path) -> None:
         J.load_judge_file(tmp_path / "missing.pt")
     with pytest.raises(J.JudgeKindError):
         J.predict_styles(q, x)
-
-
-def test_update_manifest_appends_and_replaces(tmp_path: Path) -> None:
-    m = tmp_path / "manifest.json"
-    shutil.copy(W.manifest_path(), m)
-    before = m.read_text(encoding="utf-8")
-    entry = {
-        "name": "judge-test", "kind": "judge", "filename": "t.pt", "urls": [], "sha256": "0" * 64, "size": 1,
-        "licence": "MIT (trained by this project)", "source": "test", "manual": False, "path": "weights/t.pt",
-        "notes": "n",
-    }
-    J.update_manifest([entry], manifest=m)
-    J.update_manifest([dict(entry, size=2)], manifest=m)
-    data = json.loads(m.read_text(encoding="utf-8"))
-    hits = [e for e in data["entries"] if e["name"] == "judge-test"]
-    assert len(hits) == 1 and hits[0]["size"] == 2
-    assert W.load_manifest(m)["judge-test"].path == "weights/t.pt"
-    # the other entries keep their text
-    head = before[: before.rindex("}\n  ]")]
-    assert m.read_text(encoding="utf-8").startswith(head)
 
 
 @pytest.mark.parametrize("name", sorted(J.WEIGHT_NAMES.values()))

