@@ -82,8 +82,9 @@ verify-weights: $(STAMP)
 	$(PY) -m ddsutils.weights verify
 
 # Reproduce the toy zoo from scratch (natural 64 px StyleGAN2 + few-shot sketch / caricature); resumable.
+# Rewrites weights/toy-*-64.pt and their manifest entries (sha256, size, logged training time).
 zoo: $(STAMP)
-	$(PY) -m ddsutils.zoo train --out weights
+	$(PY) -m ddsutils.zoo train --out weights --update-manifest
 
 # JupyterLab with this venv's python3 kernel (the kernel the notebooks and papermill use)
 lab: $(STAMP)

@@ -274,4 +274,4 @@ def test_zoo_cli(tmp_path: Path):
     assert set(entries) == {"toy-natural-16", "toy-sketch-16", "toy-caricature-16"}
     e = entries["toy-sketch-16"]
     assert e["path"] == "w/toy-sketch-16.pt" and e["kind"] == "stylegan2-generator" and len(e["sha256"]) == 64
-    assert "2 adaptation iterations" in e["notes"] and "CDC kl_wt 1000" in e["notes"] and "`python -m" in e["notes"]
+    assert "2 adaptation iterations" in e["notes"] and "CDC kl_wt 10000," in e["notes"] and "`python -m" in e["notes"]
