@@ -339,7 +339,7 @@ def adaptable_checkpoint(source: str | os.PathLike, out: str | os.PathLike, *, s
     """A training checkpoint that :func:`ddsutils.fewshot.adapt` accepts.
 
     ``source`` is either such a checkpoint already (returned unchanged, e.g.
-    ``runs/zoo/natural/checkpoints/005000.pt`` from ``make zoo``, whose discriminator is trained) or an
+    ``runs/zoo/natural/checkpoints/010000.pt`` from ``make zoo``, whose discriminator is trained) or an
     exported generator (a manifest name like ``"toy-natural-64"`` or a file with ``g_ema`` only): then
     ``g = g_ema =`` that generator and the discriminator is NEW (seeded, with the generator's channel
     widths), written to ``out``. Adaptation then starts with an untrained discriminator, which costs
