@@ -275,6 +275,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     g_source_ema.load_state_dict(src["g_ema"])
     g_source_ema = g_source_ema.to(dev).eval().requires_grad_(False)
     G = copy.deepcopy(g_source).train().requires_grad_(True)
+
     def under(name: str, prefix: str) -> bool:  # "convs.1" covers convs.1.* but not convs.10.*
         return name == prefix or name.startswith(prefix + ".")
 
@@ -290,6 +291,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     def g_trainable() -> None:
         for n, prm in G.named_parameters():
             prm.requires_grad_(n not in frozen)
+
     g_ema = copy.deepcopy(g_source_ema)
     d_cfg = (ck or src).get("d_config")
     if d_cfg is None:

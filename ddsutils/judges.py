@@ -847,7 +847,6 @@ def load_judge(
 
     Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/05_metrics.ipynb
     """
-
     if isinstance(name, str) and os.path.sep not in name and not name.endswith(".pt"):
         if kind is None:
             kind = {v: k for k, v in WEIGHT_NAMES.items()}.get(name)
@@ -1103,7 +1102,6 @@ def _parse_channels(text: str) -> tuple[int, ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m ddsutils.judges``; returns the exit status."""
-
     ap = argparse.ArgumentParser(prog="python -m ddsutils.judges", description="Train / evaluate the toy-world judges.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the part parser and / or the domain segmenter")

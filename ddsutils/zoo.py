@@ -162,6 +162,11 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     out = Path(out)
     figures = Path(figures) if figures is not None else fig_dir()
     runs = Path(runs) if runs is not None else runs_dir() / "zoo"
+    if update_manifest:  # fail before hours of training, not after
+        from .paths import repo_root
+
+        if not out.resolve().is_relative_to(repo_root()):
+            raise ValueError(f"update_manifest needs out inside the repository {repo_root()}, got {out.resolve()}")
     size = PRESETS[preset]["size"]
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"preset": preset, "size": size, "batch": batch, "kl_wt": kl_wt, "adapt_lr": adapt_lr,

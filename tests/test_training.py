@@ -262,6 +262,9 @@ def test_zoo_cli(tmp_path: Path):
         G = load_generator(tmp_path / "w" / f"toy-{name}-16.pt")
         assert G.size == 16 and (tmp_path / "fig" / f"zoo_{name}.png").is_file()
     assert (tmp_path / "fig" / "zoo_pairs.png").is_file() and set(s["stages"]) == {"natural", "sketch", "caricature"}
+    with pytest.raises(ValueError, match="needs out inside the repository"):
+        zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", iters_natural=2, iters_adapt=2, preset="micro16",
+                      batch=4, device="cpu", progress=False, update_manifest=True)
     iters, secs = zoo.logged_seconds(tmp_path / "runs" / "natural")
     assert iters == 2 and secs > 0
     with pytest.raises(ValueError, match="not inside the repository"):
