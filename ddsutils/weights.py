@@ -78,6 +78,7 @@ __all__ = [
     "manifest_path",
     "sha256_file",
     "local_entry",
+    "repo_relative",
     "hardware_description",
     "update_manifest",
     "state_dict_content_sha256",
@@ -695,6 +696,14 @@ def hardware_description() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
+def repo_relative(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the repository root (POSIX); ``ValueError`` when it lies outside the repository."""
+    p = Path(path).resolve()
+    if not p.is_relative_to(paths.repo_root()):
+        raise ValueError(f"{p} is not inside the repository {paths.repo_root()}; cannot commit it")
+    return p.relative_to(paths.repo_root()).as_posix()
+
+
 def local_entry(path: str | os.PathLike[str], *, name: str, kind: str, source: str, notes: str,
                 licence: str = "MIT (trained by this project)") -> dict[str, Any]:
     """A manifest entry for a weight file this project trained and commits (sha256 and size pinned).
@@ -710,10 +719,7 @@ def local_entry(path: str | os.PathLike[str], *, name: str, kind: str, source: s
         ValueError: the file is outside the repository.
     """
     p = Path(path).resolve()
-    try:
-        rel = p.relative_to(paths.repo_root()).as_posix()
-    except ValueError as exc:
-        raise ValueError(f"{p} is not inside the repository {paths.repo_root()}; cannot commit it") from exc
+    rel = repo_relative(p)
     return {
         "name": name, "kind": kind, "filename": p.name, "urls": [], "sha256": sha256_file(p),
         "size": p.stat().st_size, "licence": licence, "source": source, "manual": False, "path": rel,
@@ -735,7 +741,7 @@ def update_manifest(entries: Sequence[Mapping[str, Any]], *, manifest: str | os.
     Returns:
         The manifest path.
     """
-    from .viz import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     p = Path(manifest) if manifest is not None else manifest_path()
     text = p.read_text(encoding="utf-8")

@@ -22,7 +22,6 @@ Used in: notebooks/08_fewshot_adaptation.ipynb.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shlex
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 
 from . import viz
+from . import weights as W
 from .fewshot import adapt
 from .paths import fig_dir, runs_dir
 from .stylegan2 import load_generator
@@ -59,14 +59,6 @@ ZOO_DEFAULTS: dict[str, Any] = {
     "n_shots": 10,
     "targets": ("sketch", "caricature"),
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -114,8 +106,6 @@ def logged_seconds(run_dir: str | Path) -> tuple[int, float]:
 
 def zoo_manifest_entries(summary: dict[str, Any], *, command: str) -> list[dict[str, Any]]:
     """``weights/manifest.json`` entries of a :func:`train_zoo` summary (files must lie inside the repository)."""
-    from . import weights as W
-
     out = []
     for style, st in summary["stages"].items():
         G = load_generator(st["file"])
@@ -163,10 +153,10 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     figures = Path(figures) if figures is not None else fig_dir()
     runs = Path(runs) if runs is not None else runs_dir() / "zoo"
     if update_manifest:  # fail before hours of training, not after
-        from .paths import repo_root
-
-        if not out.resolve().is_relative_to(repo_root()):
-            raise ValueError(f"update_manifest needs out inside the repository {repo_root()}, got {out.resolve()}")
+        try:
+            W.repo_relative(out)
+        except ValueError as exc:
+            raise ValueError(f"update_manifest needs out inside the repository: {exc}") from exc
     size = PRESETS[preset]["size"]
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"preset": preset, "size": size, "batch": batch, "kl_wt": kl_wt, "adapt_lr": adapt_lr,
@@ -174,7 +164,7 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
                                "threads": threads or torch.get_num_threads(), "seed": seed, "stages": {}}
 
     def record(name: str, ckpt: Path, dst: Path, t_start: float) -> None:
-        summary["stages"][name] = {"checkpoint": str(ckpt), "file": str(dst), "sha256": _sha256(dst),
+        summary["stages"][name] = {"checkpoint": str(ckpt), "file": str(dst), "sha256": W.sha256_file(dst),
                                    "bytes": dst.stat().st_size, "wall_s": round(time.perf_counter() - t_start, 1)}
 
     t = time.perf_counter()
@@ -197,8 +187,6 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     runs.mkdir(parents=True, exist_ok=True)
     viz.atomic_write_bytes((json.dumps(summary, indent=2) + "\n").encode(), runs / "zoo_summary.json")
     if update_manifest:
-        from . import weights as W
-
         W.update_manifest(zoo_manifest_entries(summary, command=command))
     return summary
 
