@@ -42,3 +42,6 @@ def test_evaluate_zoo_metrics(monkeypatch):
     text = zoo.format_zoo_report(res)
     assert "| natural | 1.000 | " in text and "not FID" in text
     assert not any(isinstance(v, float) and math.isnan(v) for v in r1["sketch"]["pairing"].values())
+    ceiling = res["pairing_ceiling"]["sketch"]  # sketch renders share the natural geometry exactly
+    assert ceiling["true_labels"] == {"eyes_nose_mouth": 1.0, "hair": 1.0} and ceiling["parser"]["hair"] == 1.0
+    assert "Pairing ceiling" in text
