@@ -238,19 +238,29 @@ def test_adapt_micro_runs_and_resumes(tmp_path: Path, natural_run: Path):
     assert G.size == 16 and (tmp_path / "a" / "shots.png").is_file()
 
 
-def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path):
+@pytest.mark.parametrize("source_weights", ["g_ema", "g"])
+def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path, source_weights: str):
     kw = dict(target_style="caricature", n_shots=4, batch=4, subspace_freq=2, d_reg_every=2, g_reg_every=2,
-              sample_every=10**6, ckpt_every=10**6, n_sample=4, log_every=1, progress=False, device="cpu")
+              sample_every=10**6, ckpt_every=10**6, n_sample=4, log_every=1, progress=False, device="cpu",
+              source_weights=source_weights)
     freeze = ("style", "input", "conv1", "to_rgb1")  # mapping network and the 4 px block
     ck = load_training_checkpoint(adapt(natural_run, out_dir=tmp_path / "f", iters=4, freeze=freeze, **kw))
+    start = ck["g_source_ema"] if source_weights == "g_ema" else ck["g_source"]  # where G started
+    other = ck["g_source"] if source_weights == "g_ema" else ck["g_source_ema"]
     held = [k for k in ck["g"] if k.split(".")[0] in freeze]
-    moved = [k for k in ck["g"] if k.startswith("convs.") and not torch.equal(ck["g"][k], ck["g_source"][k])]
-    assert held and all(torch.equal(ck["g"][k], ck["g_source"][k]) for k in held)  # path reg step included
+    moved = [k for k in ck["g"] if k.startswith("convs.") and not torch.equal(ck["g"][k], start[k])]
+    assert held and all(torch.equal(ck["g"][k], start[k]) for k in held)  # path reg step included
+    assert not all(torch.equal(ck["g"][k], other[k]) for k in held)  # the two starts differ in this micro run
     assert moved and ck["train_args"]["freeze"] == list(freeze)
+    assert ck["loss_log"][0]["cdc"] == 0.0  # the CDC reference is the same weights G starts from
+    src = load_training_checkpoint(natural_run)
+    assert all(torch.equal(ck["g_source"][k], v) for k, v in src["g"].items())  # checkpoints keep the raw g
     with pytest.raises(ValueError, match="match no generator parameter"):
         adapt(natural_run, out_dir=tmp_path / "g", iters=1, freeze=("convs.99",), **kw)
     with pytest.raises(TypeError, match="not the string"):
         adapt(natural_run, out_dir=tmp_path / "h", iters=1, freeze="style", **kw)
+    with pytest.raises(ValueError, match="source_weights must be"):
+        adapt(natural_run, out_dir=tmp_path / "i", iters=1, **{**kw, "source_weights": "d"})
 
 
 def test_zoo_cli(tmp_path: Path):
