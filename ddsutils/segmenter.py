@@ -82,6 +82,7 @@ __all__ = [
     "first_conv_factorised",
     "feature_stats",
     "choose_candidate",
+    "choose_candidates",
     "train_segmenter",
     "predict_masks",
     "save_segmenter",
@@ -1024,27 +1025,31 @@ def _style_name(name: str) -> str:
     return name
 
 
-def choose_candidate(cand_parts: Tensor, mask: str, *, rule: str = "median",
-                     min_foreground: float = 0.005) -> int:
-    """Index of the candidate image whose oracle label trains a one-shot segmenter for ``mask``.
+def choose_candidates(cand_parts: Tensor, mask: str, *, k: int = 1, rule: str = "median",
+                      min_foreground: float = 0.005) -> list[int]:
+    """Indices of the ``k`` candidate images whose oracle labels train a segmenter for ``mask``.
 
     Usable candidates have a mask covering between ``min_foreground`` and ``1 - min_foreground`` of the
     image and, if any usable candidate has them, every part of ``mask`` present (at least one pixel of each
-    of ``toyworld.MASKS[mask]``; candidates without them are then not used). ``rule="median"`` (default) takes the usable candidate whose mask area is closest to the
-    median area of the usable candidates (a typical image rather than an extreme one; ties: lowest index);
-    ``rule="first"`` the first usable one. Deterministic for given part maps.
+    of ``toyworld.MASKS[mask]``; candidates without them are then not used). ``rule="median"`` (default)
+    takes the usable candidates whose mask areas are closest to the median area of the usable candidates
+    (typical images rather than extreme ones; ties: lowest index first); ``rule="first"`` the first usable
+    ones. Deterministic for given part maps.
 
     Args:
         cand_parts: ``[K, S, S]`` int64 part ids over :data:`ddsutils.toyworld.PARTS`.
         mask: a name of :data:`ddsutils.toyworld.MASKS` (or a single part name).
+        k: how many candidates (``>= 1``).
 
     Raises:
-        SegmenterError: unknown rule, or no usable candidate.
+        SegmenterError: unknown rule, bad ``k``, or fewer than ``k`` usable candidates.
     """
     from .toyworld import MASKS, PARTS, part_mask
 
     if rule not in ("median", "first"):
         raise SegmenterError(f"rule must be 'median' or 'first', got {rule!r}")
+    if k < 1:
+        raise SegmenterError(f"k must be >= 1, got {k}")
     cand_parts = torch.as_tensor(cand_parts).to(torch.int64).cpu()
     fg = part_mask(cand_parts, mask).flatten(1).double().mean(1)
     flat = cand_parts.flatten(1)
@@ -1054,43 +1059,56 @@ def choose_candidate(cand_parts: Tensor, mask: str, *, rule: str = "median",
         raise SegmenterError(f"none of {len(cand_parts)} candidate images has a usable {mask!r} oracle mask "
                              f"(>= {min_foreground:.1%} of the image); check the parser")
     ok = (usable & present).nonzero().flatten() if (usable & present).any() else usable.nonzero().flatten()
+    if len(ok) < k:
+        raise SegmenterError(f"only {len(ok)} of {len(cand_parts)} candidate images have a usable {mask!r} "
+                             f"oracle mask, {k} were asked for; draw more candidates")
     if rule == "first":
-        return int(ok[0])
+        return [int(i) for i in ok[:k]]
     area = fg[ok]
     med = area.median()  # lower median for an even count: an actual candidate's area
-    return int(ok[torch.argmin((area - med).abs())])  # argmin returns the first minimum: lowest index
+    order = sorted(range(len(ok)), key=lambda j: (float((area[j] - med).abs()), int(ok[j])))
+    return [int(ok[j]) for j in order[:k]]
+
+
+def choose_candidate(cand_parts: Tensor, mask: str, *, rule: str = "median",
+                     min_foreground: float = 0.005) -> int:
+    """Index of the candidate image whose oracle label trains a one-shot segmenter for ``mask``:
+    :func:`choose_candidates` with ``k=1``."""
+    return choose_candidates(cand_parts, mask, k=1, rule=rule, min_foreground=min_foreground)[0]
 
 
 def train_from_oracle(G: Generator, mask: str, *, cand_z: Tensor, cand_parts: Tensor, size: str = "S",
                       steps: int = 100, seed: int = 0, min_foreground: float = 0.005, rule: str = "median",
-                      device: str | torch.device = "cpu", progress: bool = True,
+                      n_labels: int = 1, device: str | torch.device = "cpu", progress: bool = True,
                       **train_kwargs: Any) -> tuple[Segmenter, dict[str, Any]]:
     """Train a one-shot segmenter for ``mask`` from ONE oracle label (toy world: the judge parser's).
 
     The label is the ``mask`` part of the candidate :func:`choose_candidate` picks (default: all parts
-    present, mask area closest to the candidates' median).
+    present, mask area closest to the candidates' median). ``n_labels > 1`` trains on the labels of the
+    ``n_labels`` candidates :func:`choose_candidates` picks instead (a few-shot comparison, not the paper's
+    one-shot setting).
 
     Args:
         G: generator the candidates were drawn from. mask: a name of :data:`ddsutils.toyworld.MASKS`.
         cand_z: ``[K, D]`` candidate latents; cand_parts: ``[K, S, S]`` int64 part ids of ``G(cand_z)``.
-        rule, min_foreground: see :func:`choose_candidate`.
+        rule, min_foreground: see :func:`choose_candidates`. n_labels: labelled images (default 1).
         size, steps, seed, device, progress, train_kwargs: passed to :func:`train_segmenter`.
 
     Returns:
-        ``(segmenter, info)`` with ``info`` = candidate index, rule, foreground fraction, IoU on the labelled
-        image, final loss and seconds.
+        ``(segmenter, info)`` with ``info`` = candidate index (the first one), all ``candidates``, rule,
+        foreground fraction and IoU on the labelled images (means), final loss and seconds.
 
     Used in: notebooks/02_oneshot_segmenter.ipynb, ``python -m ddsutils.dds run``.
     """
     from .toyworld import part_mask
 
-    k = choose_candidate(cand_parts, mask, rule=rule, min_foreground=min_foreground)
-    label = part_mask(torch.as_tensor(cand_parts[k:k + 1]).cpu(), mask)
-    seg = train_segmenter(G, cand_z[k:k + 1], label, part=mask, size=size, steps=steps, seed=seed,
+    idx = choose_candidates(cand_parts, mask, k=n_labels, rule=rule, min_foreground=min_foreground)
+    label = part_mask(torch.as_tensor(cand_parts[idx]).cpu(), mask)
+    seg = train_segmenter(G, cand_z[idx], label, part=mask, size=size, steps=steps, seed=seed,
                           device=device, progress=progress, **train_kwargs)
-    train_iou = mask_iou(predict_masks(seg, G, cand_z[k:k + 1]).cpu(), label)
-    return seg, {"candidate": k, "rule": rule, "foreground_fraction": float(label.mean()),
-                 "train_iou": float(train_iou[0]), "final_loss": seg.train_info["losses"][-1],
+    train_iou = mask_iou(predict_masks(seg, G, cand_z[idx]).cpu(), label)
+    return seg, {"candidate": idx[0], "candidates": idx, "rule": rule, "foreground_fraction": float(label.mean()),
+                 "train_iou": float(train_iou.nanmean()), "final_loss": seg.train_info["losses"][-1],
                  "seconds": seg.train_info["seconds"]}
 
 
@@ -1098,7 +1116,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
              predict_parts: Callable[[Any, Tensor], Tensor], n: int = 200, masks: Sequence[str] | None = None,
              source_name: str = "natural", size: str = "S", steps: int = 100, seed: int = 0,
              batch_size: int = 16, min_foreground: float = 0.005, max_candidates: int = 64, rule: str = "median",
-             stats: str = "training", device: str | torch.device = "cpu", progress: bool = True,
+             n_labels: int = 1, stats: str = "training", device: str | torch.device = "cpu", progress: bool = True,
              **train_kwargs: Any) -> dict[str, Any]:
     """One-shot segmenters from oracle labels, scored against the oracle on every domain.
 
@@ -1118,6 +1136,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
         source_name: row name of the source domain.
         size, steps: segmenter size and training steps.
         rule, min_foreground, max_candidates: choice of the labelled image (:func:`choose_candidate`).
+        n_labels: labelled images per mask (default 1, the paper's one-shot setting; more: a few-shot
+            comparison, the ``n_labels`` candidates :func:`choose_candidates` picks).
         stats: feature statistics at prediction (``predict_masks(stats=...)``): ``"training"`` (default,
             the source generator's) or ``"generator"`` (each domain's own).
         train_kwargs: more :func:`train_segmenter` options (e.g. ``standardise=False``, ``class_balance=0``).
@@ -1152,11 +1172,13 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
     out: dict[str, Any] = {"n": n, "seed": seed, "segmenter_size": size, "steps": steps, "truncation": 1.0,
-                           "rule": rule, "stats": stats, "train_options": dict(train_kwargs), "domains": list(gens),
+                           "rule": rule, "n_labels": n_labels, "stats": stats, "train_options": dict(train_kwargs),
+                           "domains": list(gens),
                            "train": {}, "results": {}}
     for m in masks:
         seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
-                                      seed=seed, min_foreground=min_foreground, rule=rule, device=seg_dev,
+                                      seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
+                                      device=seg_dev,
                                       progress=progress, **train_kwargs)
         out["train"][m] = info
         out["results"][m] = {}
@@ -1236,6 +1258,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     e.add_argument("--steps", type=int, default=100)
     e.add_argument("--rule", default="median", choices=("median", "first"),
                    help="which candidate is labelled (see choose_candidate)")
+    e.add_argument("--n-labels", type=int, default=1,
+                   help="labelled images per mask (default 1, one-shot; more for a few-shot comparison)")
     e.add_argument("--no-standardise", action="store_true", help="raw features (the plain repurpose-gan recipe)")
     e.add_argument("--class-balance", type=float, default=0.5,
                    help="cross-entropy class weights freq**-b (0: unweighted, as repurpose-gan)")
@@ -1261,6 +1285,7 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     t0 = time.perf_counter()
     res = evaluate(source, targets, parser=parser, predict_parts=predict_parts, n=a.n, masks=a.masks,
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
+                   n_labels=a.n_labels,
                    batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    standardise=not a.no_standardise, class_balance=a.class_balance,
                    feature_dropout=a.feature_dropout)

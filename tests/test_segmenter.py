@@ -472,6 +472,13 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     assert res["truncation"] == 1.0 and all(t["rule"] == "median" for t in res["train"].values())
     text = capsys.readouterr().out
     assert "eyes_nose_mouth" in text and "caricature" in text and str(out) in text
+    assert res["n_labels"] == 1 and all(len(t["candidates"]) == 1 for t in res["train"].values())
+    # a few-shot comparison: three labelled images
+    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
+                 "--masks", "hair", "--n-labels", "3"],
+                load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
+    res = json.loads(out.read_text())
+    assert rc == 0 and res["n_labels"] == 3 and len(set(res["train"]["hair"]["candidates"])) == 3
 
 
 def test_choose_candidate_rule():
@@ -499,6 +506,13 @@ def test_choose_candidate_rule():
         S.choose_candidate(parts, "hair", rule="last")
     with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask"):
         S.choose_candidate(torch.ones(3, 32, 32, dtype=torch.long), "hair")
+    # k candidates: nearest the median area first (25 -> 5; 20 and 30 tie at 5 -> lower index 3 before 4)
+    assert S.choose_candidates(parts, "hair", k=3) == [5, 3, 4]
+    assert S.choose_candidates(parts, "hair", k=2, rule="first") == [1, 2]
+    with pytest.raises(S.SegmenterError, match="only 5 of 6 .* 6 were asked for"):
+        S.choose_candidates(parts, "hair", k=6)
+    with pytest.raises(S.SegmenterError, match="k must be >= 1"):
+        S.choose_candidates(parts, "hair", k=0)
 
 
 def test_evaluate_unknown_mask_and_unusable_oracle():
