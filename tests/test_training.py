@@ -266,15 +266,20 @@ def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path, sour
 def test_zoo_cli(tmp_path: Path):
     from ddsutils import zoo
 
+    with pytest.raises(ValueError, match=r"freeze prefixes \['convs.4', 'convs.5'\] match no parameter"):
+        zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", preset="micro16", device="cpu", progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before any training
     s = zoo.train_zoo(out=tmp_path / "w", figures=tmp_path / "fig", runs=tmp_path / "runs", iters_natural=2,
-                      iters_adapt=2, preset="micro16", batch=4, device="cpu", progress=False)
+                      iters_adapt=2, preset="micro16", batch=4, device="cpu", progress=False,
+                      freeze=("style", "convs.0"))
+    assert s["freeze"] == ["style", "convs.0"] and s["source_weights"] == "g_ema"
     for name in ("natural", "sketch", "caricature"):
         G = load_generator(tmp_path / "w" / f"toy-{name}-16.pt")
         assert G.size == 16 and (tmp_path / "fig" / f"zoo_{name}.png").is_file()
     assert (tmp_path / "fig" / "zoo_pairs.png").is_file() and set(s["stages"]) == {"natural", "sketch", "caricature"}
     with pytest.raises(ValueError, match="needs out inside the repository"):
         zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", iters_natural=2, iters_adapt=2, preset="micro16",
-                      batch=4, device="cpu", progress=False, update_manifest=True)
+                      batch=4, device="cpu", progress=False, update_manifest=True, freeze=())
     iters, secs = zoo.logged_seconds(tmp_path / "runs" / "natural")
     assert iters == 2 and secs > 0
     with pytest.raises(ValueError, match="not inside the repository"):
