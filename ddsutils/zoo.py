@@ -371,9 +371,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--fd-n", type=int, default=1000, help="images per side for the Fréchet distance (0 = skip)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", default=None)
+    e.add_argument("--generator", action="append", default=[], metavar="STYLE=PATH",
+                   help="score this generator (exported file or training checkpoint) in place of the committed "
+                        "toy-STYLE-64, e.g. sketch=runs/zoo/sketch/checkpoints/001000.pt; repeatable")
     a = p.parse_args(argv)
     if a.cmd == "evaluate":
-        res = evaluate_zoo(n=a.n, fd_n=a.fd_n, seed=a.seed)
+        chosen: dict[str, str] = dict(ZOO_NAMES)
+        for item in a.generator:
+            style, sep, path = item.partition("=")
+            if not sep or style not in ZOO_NAMES or not path:
+                p.error(f"--generator wants STYLE=PATH with STYLE one of {', '.join(ZOO_NAMES)}, got {item!r}")
+            chosen[style] = path
+        res = evaluate_zoo(generators={st: load_generator(src) for st, src in chosen.items()}, n=a.n, fd_n=a.fd_n,
+                           seed=a.seed)
+        res["generators"] = chosen
         print(format_zoo_report(res))
         if a.json:
             viz.atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode(), a.json)

@@ -45,3 +45,23 @@ def test_evaluate_zoo_metrics(monkeypatch):
     ceiling = res["pairing_ceiling"]["sketch"]  # sketch renders share the natural geometry exactly
     assert ceiling["true_labels"] == {"eyes_nose_mouth": 1.0, "hair": 1.0} and ceiling["parser"]["hair"] == 1.0
     assert "Pairing ceiling" in text
+
+
+def test_evaluate_cli_generator_override(monkeypatch, tmp_path, capsys):
+    import json
+
+    import pytest
+
+    loaded, seen = [], {}
+    monkeypatch.setattr(zoo, "load_generator", lambda src: loaded.append(src) or src)
+    monkeypatch.setattr(zoo, "evaluate_zoo", lambda **kw: seen.update(kw) or {"results": {}})
+    monkeypatch.setattr(zoo, "format_zoo_report", lambda res: "report")
+    out = tmp_path / "z.json"
+    assert zoo.main(["evaluate", "--fd-n", "0", "--json", str(out), "--generator", "sketch=runs/x/001000.pt"]) == 0
+    assert seen["generators"] == {"natural": "toy-natural-64", "sketch": "runs/x/001000.pt",
+                                  "caricature": "toy-caricature-64"} and seen["fd_n"] == 0
+    assert json.loads(out.read_text())["generators"]["sketch"] == "runs/x/001000.pt"
+    for bad in ("sketch", "cartoon=x.pt", "sketch="):
+        with pytest.raises(SystemExit):
+            zoo.main(["evaluate", "--generator", bad])
+        assert "--generator wants STYLE=PATH" in capsys.readouterr().err
