@@ -1173,13 +1173,11 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
     out: dict[str, Any] = {"n": n, "seed": seed, "segmenter_size": size, "steps": steps, "truncation": 1.0,
                            "rule": rule, "n_labels": n_labels, "stats": stats, "train_options": dict(train_kwargs),
-                           "domains": list(gens),
-                           "train": {}, "results": {}}
+                           "domains": list(gens), "train": {}, "results": {}}
     for m in masks:
         seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
                                       seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
-                                      device=seg_dev,
-                                      progress=progress, **train_kwargs)
+                                      device=seg_dev, progress=progress, **train_kwargs)
         out["train"][m] = info
         out["results"][m] = {}
         for name, G in gens.items():
@@ -1285,8 +1283,7 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     t0 = time.perf_counter()
     res = evaluate(source, targets, parser=parser, predict_parts=predict_parts, n=a.n, masks=a.masks,
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
-                   n_labels=a.n_labels,
-                   batch_size=a.batch_size, device=dev, progress=not a.no_progress,
+                   n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    standardise=not a.no_standardise, class_balance=a.class_balance,
                    feature_dropout=a.feature_dropout)
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,

@@ -136,8 +136,8 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
               targets: Sequence[str] = ZOO_DEFAULTS["targets"], kl_wt: float = ZOO_DEFAULTS["kl_wt"],
               adapt_lr: float = ZOO_DEFAULTS["adapt_lr"], freeze: Sequence[str] = ZOO_DEFAULTS["freeze"],
               source_weights: str = ZOO_DEFAULTS["source_weights"], seed: int = 0, device: str = "auto",
-              threads: int | None = None, progress: bool = True,
-              update_manifest: bool = False, command: str = "python -m ddsutils.zoo train") -> dict[str, Any]:
+              threads: int | None = None, progress: bool = True, update_manifest: bool = False,
+              command: str = "python -m ddsutils.zoo train") -> dict[str, Any]:
     """Train the natural generator, adapt it to each target style, export all, draw the figures.
 
     Args:
@@ -191,8 +191,7 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
         ck = adapt(nat, target_style=style, out_dir=runs / style, n_shots=ZOO_DEFAULTS["n_shots"],
                    shots_seed=ZOO_DEFAULTS["shots_seed"], iters=iters_adapt, batch=ZOO_DEFAULTS["adapt_batch"],
                    kl_wt=kl_wt, lr=adapt_lr, freeze=tuple(freeze), source_weights=source_weights, seed=seed,
-                   device=device, threads=threads,
-                   progress=progress)
+                   device=device, threads=threads, progress=progress)
         files[style] = export_generator(ck, out / f"toy-{style}-{size}.pt",
                                         meta={"style": style, "source": f"toy-natural-{size}.pt"})
         record(style, ck, files[style], t)
@@ -393,8 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = train_zoo(out=a.out, figures=a.figures, runs=a.runs, iters_natural=a.iters_natural,
                   iters_adapt=a.iters_adapt, preset=a.preset, batch=a.batch, kl_wt=a.kl_wt, adapt_lr=a.adapt_lr,
                   freeze=a.freeze, source_weights=a.source_weights, seed=a.seed, device=a.device, threads=a.threads,
-                  progress=not a.no_progress,
-                  update_manifest=a.update_manifest,
+                  progress=not a.no_progress, update_manifest=a.update_manifest,
                   command="python -m ddsutils.zoo " + shlex.join(argv))
     for name, st in s["stages"].items():
         print(f"{name:11s} {st['file']}  sha256 {st['sha256'][:16]}…  {st['wall_s']} s")
