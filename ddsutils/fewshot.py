@@ -78,7 +78,7 @@ from .train import (
     stream_seed,
 )
 
-__all__ = ["cdc_probabilities", "cdc_loss", "anchor_latents", "render_shots", "adapt"]
+__all__ = ["cdc_probabilities", "cdc_loss", "frozen_parameters", "anchor_latents", "render_shots", "adapt"]
 
 
 def cdc_probabilities(feats: Sequence[torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
@@ -130,6 +130,20 @@ def cdc_loss(g_source: Generator, g_target: Generator, z: torch.Tensor, *, layer
     # (softmax entries of cosine similarities are never 0, so no 0 log 0 case arises)
     kl = p_src * (torch.log(p_src) - torch.log(p_tgt))
     return kl_wt * kl.mean()
+
+
+def frozen_parameters(G: Generator, freeze: Sequence[str]) -> tuple[set[str], list[str]]:
+    """Names of ``G``'s parameters under the ``freeze`` prefixes, and the prefixes that match none.
+
+    A prefix covers the parameter of that name and everything below it: ``"convs.1"`` covers
+    ``convs.1.*`` but not ``convs.10.*``.
+    """
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    names = [n for n, _ in G.named_parameters()]
+    frozen = {n for n in names if any(under(n, f) for f in freeze)}
+    return frozen, [f for f in freeze if not any(under(n, f) for n in frozen)]
 
 
 def anchor_latents(anchors: torch.Tensor, n: int, *, std: float, generator: torch.Generator) -> torch.Tensor:
@@ -281,7 +295,6 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     free = ("iters", "sample_every", "ckpt_every", "log_every", "keep_ckpts", "device", "threads", "n_sample",
             "source_ckpt")
 
-    src_g = {k: v.detach().cpu() for k, v in src["g"].items()}  # the source's raw g, kept in checkpoints
     g_source = build_generator(cfg)  # the frozen CDC reference, and where G starts
     g_source.load_state_dict(src[source_weights])
     g_source = g_source.to(dev).eval().requires_grad_(False)
@@ -290,11 +303,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     g_source_ema = g_source_ema.to(dev).eval().requires_grad_(False)
     G = copy.deepcopy(g_source).train().requires_grad_(True)
 
-    def under(name: str, prefix: str) -> bool:  # "convs.1" covers convs.1.* but not convs.10.*
-        return name == prefix or name.startswith(prefix + ".")
-
-    frozen = {n for n, _ in G.named_parameters() if any(under(n, f) for f in freeze)}
-    unused = [f for f in freeze if not any(under(n, f) for n in frozen)]
+    frozen, unused = frozen_parameters(G, freeze)
     if unused:
         names = sorted({n.split(".")[0] for n, _ in G.named_parameters()})
         raise ValueError(f"freeze prefixes {unused} match no generator parameter (top-level names: {names})")
@@ -358,7 +367,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
              "g_optim": _cpu_state(g_optim), "d_optim": _cpu_state(d_optim), "extra_optim": _cpu_state(e_optim),
              "iter": i, "config": dict(G.config), "d_config": dict(D.config), "train_args": args,
              "loss_log": log.entries, "mean_path_length": mean_path_length, "anchors": anchors.cpu(),
-             "shots": shots_t, "shots_seed": shots_seed, "g_source": src_g,
+             "shots": shots_t, "shots_seed": shots_seed, "g_source": src["g"],  # the raw g (CPU)
              "g_source_ema": _cpu_state(g_source_ema), "source": source_info}
         p = atomic_torch_save(c, out / "checkpoints" / f"{i:06d}.pt")
         prune_checkpoints(out, keep_ckpts)

@@ -34,7 +34,7 @@ import torch
 
 from . import viz
 from . import weights as W
-from .fewshot import adapt
+from .fewshot import adapt, frozen_parameters
 from .paths import fig_dir, runs_dir
 from .stylegan2 import load_generator
 from .train import PRESETS, build_generator, export_generator, resolve_arch, resolve_device, train_gan
@@ -164,8 +164,7 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
             W.repo_relative(out)
         except ValueError as exc:
             raise ValueError(f"update_manifest needs out inside the repository: {exc}") from exc
-    params = [n for n, _ in build_generator(resolve_arch(preset)).named_parameters()]
-    bad = [f for f in freeze if not any(n == f or n.startswith(f + ".") for n in params)]
+    _, bad = frozen_parameters(build_generator(resolve_arch(preset)), freeze)
     if bad:  # likewise: adapt would refuse them after the natural training
         raise ValueError(f"freeze prefixes {bad} match no parameter of the {preset!r} generator (the default freeze "
                          "names the toy64 layers); pass freeze=() (CLI: --freeze with no names) or its own prefixes")
