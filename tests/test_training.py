@@ -266,13 +266,21 @@ def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path, sour
 def test_zoo_cli(tmp_path: Path):
     from ddsutils import zoo
 
-    with pytest.raises(ValueError, match=r"freeze prefixes \['convs.4', 'convs.5'\] match no parameter"):
+    with pytest.raises(ValueError, match=r"freeze prefixes \['convs.4', 'convs.5', 'convs.6'\] match no parameter"):
         zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", preset="micro16", device="cpu", progress=False)
+    with pytest.raises(ValueError, match=r"freeze must name every target .*missing \['caricature'\]"):
+        zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", preset="micro16", freeze={"sketch": ()})
+    with pytest.raises(TypeError, match="not one string"):
+        zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", preset="micro16", freeze="style")
     assert not (tmp_path / "runs").exists()  # refused before any training
     s = zoo.train_zoo(out=tmp_path / "w", figures=tmp_path / "fig", runs=tmp_path / "runs", iters_natural=2,
-                      iters_adapt=2, preset="micro16", batch=4, device="cpu", progress=False,
-                      freeze=("style", "convs.0"))
-    assert s["freeze"] == ["style", "convs.0"] and s["source_weights"] == "g_ema"
+                      iters_adapt={"sketch": 2, "caricature": 1}, preset="micro16", batch=4, device="cpu",
+                      progress=False, freeze={"sketch": ("style",), "caricature": ("style", "convs.0")})
+    assert s["freeze"] == {"sketch": ["style"], "caricature": ["style", "convs.0"]} and s["source_weights"] == "g_ema"
+    car_args = load_training_checkpoint(s["stages"]["caricature"]["checkpoint"])["train_args"]
+    assert car_args["freeze"] == ["style", "convs.0"] and car_args["iters"] == 1
+    assert s["iters_adapt"] == {"sketch": 2, "caricature": 1}
+    assert [zoo.logged_seconds(tmp_path / "runs" / st)[0] for st in ("sketch", "caricature")] == [2, 1]
     for name in ("natural", "sketch", "caricature"):
         G = load_generator(tmp_path / "w" / f"toy-{name}-16.pt")
         assert G.size == 16 and (tmp_path / "fig" / f"zoo_{name}.png").is_file()

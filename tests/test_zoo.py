@@ -65,3 +65,34 @@ def test_evaluate_cli_generator_override(monkeypatch, tmp_path, capsys):
         with pytest.raises(SystemExit):
             zoo.main(["evaluate", "--generator", bad])
         assert "--generator wants STYLE=PATH" in capsys.readouterr().err
+
+
+def test_adapt_steps_per_style():
+    import pytest
+
+    assert zoo.adapt_steps(7, ("sketch", "caricature")) == {"sketch": 7, "caricature": 7}
+    assert zoo.adapt_steps({"caricature": 3, "sketch": 2}, ("sketch", "caricature")) == {"sketch": 2, "caricature": 3}
+    with pytest.raises(ValueError, match=r"missing \['caricature'\], unknown \['cartoon'\]"):
+        zoo.adapt_steps({"sketch": 2, "cartoon": 1}, ("sketch", "caricature"))
+    with pytest.raises(ValueError, match="must be >= 1"):
+        zoo.adapt_steps({"sketch": 0, "caricature": 1}, ("sketch", "caricature"))
+    assert set(zoo.ZOO_DEFAULTS["iters_adapt"]) == set(zoo.ZOO_DEFAULTS["targets"])
+
+
+def test_train_cli_iters_adapt(monkeypatch, capsys):
+    import pytest
+
+    seen = []
+    monkeypatch.setattr(zoo, "train_zoo", lambda **kw: seen.append(kw["iters_adapt"]) or {"stages": {}, "figures": {}})
+    defaults = dict(zoo.ZOO_DEFAULTS["iters_adapt"])
+    for args, want in [([], defaults), (["--iters-adapt", "5"], {"sketch": 5, "caricature": 5}),
+                       (["--iters-adapt", "sketch=3"], {**defaults, "sketch": 3}),
+                       (["--iters-adapt", "5", "--iters-adapt", "caricature=2"], {"sketch": 5, "caricature": 2})]:
+        assert zoo.main(["train", *args]) == 0 and seen[-1] == want
+    monkeypatch.setattr(zoo, "train_zoo", lambda **kw: seen.append(kw["freeze"]) or {"stages": {}, "figures": {}})
+    for args, want in [([], zoo.ZOO_DEFAULTS["freeze"]), (["--freeze"], []), (["--freeze", "style"], ["style"])]:
+        assert zoo.main(["train", *args]) == 0 and seen[-1] == want
+    for bad in ("cartoon=3", "sketch=x", "-1"):
+        with pytest.raises(SystemExit):
+            zoo.main(["train", f"--iters-adapt={bad}"])
+        assert "--iters-adapt wants N or STYLE=N" in capsys.readouterr().err
