@@ -8,8 +8,8 @@ what it needs, and returns and saves a result under ``runs/<profile>/results/``:
 - ``<name>.pt``: image tensors for figures (``weights_only``-loadable).
 
 DDS runs are cached one file per configuration under ``runs/<profile>/results/dds/`` (key = readable name +
-hash of the settings), so an interrupted experiment resumes and experiments share runs (Table 1 and Fig. 7 use
-the same optimisations). Everything is seeded; the same profile and overrides give the same numbers.
+hash of the settings, the inputs and the generators' weights), so an interrupted experiment resumes and
+experiments share runs (Table 1 and Fig. 7 use the same optimisations). Everything is seeded; the same profile and overrides give the same numbers.
 
 Distances between image sets: on CPU / offline the Fréchet distance and KID on ImageNet VGG-16 features
 (:data:`ddsutils.metrics.FRECHET_VGG_LABEL`, never called FID); ``fd="inception"`` (paper profile) uses
@@ -104,6 +104,7 @@ class Context:
                                "device='cpu' (slow at paper scale) or run on a GPU machine")
         self.device = torch.device(dev)
         self._gens: dict[str, Any] = {}
+        self._digests: dict[str, str] = {}
         self._pairs: dict[tuple[str, str, str], dict[str, Tensor]] = {}
         self._ref: dict[str, Tensor] = {}
         self._judges: tuple[Any, Any] | None = None
@@ -120,6 +121,17 @@ class Context:
                                  f"(has {sorted(names)})")
             self._gens[domain] = load_generator(names[domain], device=self.device).eval()
         return self._gens[domain]
+
+    def generator_digest(self, domain: str) -> str:
+        """Short sha256 of a domain generator's weights (part of the DDS cache key: retrained weights under the
+        same name never reuse a stale run)."""
+        if domain not in self._digests:
+            h = hashlib.sha256()
+            for name, t in sorted(self.generator(domain).state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._digests[domain] = h.hexdigest()[:16]
+        return self._digests[domain]
 
     def judges(self) -> tuple[Any, Any] | None:
         """``(parser, domain_segmenter)`` of the toy world, or ``None`` when the profile has no judges."""
@@ -212,6 +224,7 @@ class Context:
         p = self.pair(source, target, mask)
         inputs = hashlib.sha256(b"".join(p[k].numpy().tobytes() for k in ("z", "y_s", "y_t"))).hexdigest()[:16]
         ident = json.dumps({"gen": [self.cfg["generators"][source], self.cfg["generators"][target]],
+                            "weights": [self.generator_digest(source), self.generator_digest(target)],
                             "mask": mask, "n": self.cfg["n"], "mask_source": self.cfg["mask_source"],
                             "inputs": inputs, **settings}, sort_keys=True, default=_json_default)
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]

@@ -113,3 +113,27 @@ def test_table1_in_the_papers_layout():
     assert len(lines) == 2 + 6  # header, rule, (D_s, {x_c}, D_t) per mask
     assert lines[3] == "| eyes_nose_mouth | {x_c} | 10.000 | 0.500 | 20.000 | 40.000 | 0.500 | 20.000 |"
     assert lines[7].startswith("| hair | D_t | 80.000 |")
+
+
+def test_dds_cache_key_follows_the_generator_weights(ctx, monkeypatch):
+    import copy
+
+    ctx.dds("caricature", "natural", "eyes_nose_mouth", progress=False)  # cached (or already cached)
+
+    class Ran(Exception):
+        pass
+
+    def ran(*a, **k):
+        raise Ran
+
+    monkeypatch.setattr(dds, "optimise", ran)
+    same = experiments.Context("ci", n=2, num_steps=2, snapshot_every=1, n_ref=8, out=ctx.out)
+    same.dds("caricature", "natural", "eyes_nose_mouth", progress=False)  # a fresh context hits the cache
+    retrained = experiments.Context("ci", n=2, num_steps=2, snapshot_every=1, n_ref=8, out=ctx.out)
+    G = copy.deepcopy(ctx.generator("natural"))
+    with torch.no_grad():
+        G.to_rgbs[-1].bias.add_(1e-7)  # same name, (almost) same images and masks, other weights
+    retrained._gens["natural"] = G
+    assert retrained.generator_digest("natural") != same.generator_digest("natural")
+    with pytest.raises(Ran):
+        retrained.dds("caricature", "natural", "eyes_nose_mouth", progress=False)
