@@ -138,17 +138,18 @@ def zoo_manifest_entries(summary: dict[str, Any], *, command: str) -> list[dict[
 
 
 def per_target(value: Any, targets: Sequence[str], *, name: str) -> dict[str, Any]:
-    """``{style: value}`` for each target from one value for all or a mapping that names every target.
+    """``{style: value}`` for each target from one value for all or a mapping that names every target (other
+    keys are ignored, so the default per-style recipe also serves a subset of the targets).
 
     Raises:
-        ValueError: a mapping that misses a target or names an unknown one.
+        ValueError: a mapping that misses a target.
     """
     if not isinstance(value, Mapping):
         return {t: value for t in targets}
-    missing, extra = [t for t in targets if t not in value], [k for k in value if k not in targets]
-    if missing or extra:
-        raise ValueError(f"{name} must name every target {list(targets)}: missing {missing}, unknown {extra} "
-                         "(or pass one value for all)")
+    missing = [t for t in targets if t not in value]
+    if missing:
+        raise ValueError(f"{name} must name every target {list(targets)}: missing {missing} (has {sorted(value)}); "
+                         "or pass one value for all")
     return {t: value[t] for t in targets}
 
 

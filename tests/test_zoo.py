@@ -72,8 +72,10 @@ def test_adapt_steps_per_style():
 
     assert zoo.adapt_steps(7, ("sketch", "caricature")) == {"sketch": 7, "caricature": 7}
     assert zoo.adapt_steps({"caricature": 3, "sketch": 2}, ("sketch", "caricature")) == {"sketch": 2, "caricature": 3}
-    with pytest.raises(ValueError, match=r"missing \['caricature'\], unknown \['cartoon'\]"):
+    with pytest.raises(ValueError, match=r"missing \['caricature'\] \(has \['cartoon', 'sketch'\]\)"):
         zoo.adapt_steps({"sketch": 2, "cartoon": 1}, ("sketch", "caricature"))
+    defaults = zoo.ZOO_DEFAULTS["iters_adapt"]
+    assert zoo.adapt_steps(defaults, ("caricature",)) == {"caricature": defaults["caricature"]}
     with pytest.raises(ValueError, match="must be >= 1"):
         zoo.adapt_steps({"sketch": 0, "caricature": 1}, ("sketch", "caricature"))
     assert set(zoo.ZOO_DEFAULTS["iters_adapt"]) == set(zoo.ZOO_DEFAULTS["targets"])
