@@ -9,7 +9,8 @@ what it needs, and returns and saves a result under ``runs/<profile>/results/``:
 
 DDS runs are cached one file per configuration under ``runs/<profile>/results/dds/`` (key = readable name +
 hash of the settings, the inputs and the generators' weights), so an interrupted experiment resumes and
-experiments share runs (Table 1 and Fig. 7 use the same optimisations). Everything is seeded; the same profile and overrides give the same numbers.
+experiments share runs (Table 1 and Fig. 7 use the same optimisations). Everything is seeded; the same profile
+and overrides give the same numbers.
 
 Distances between image sets: on CPU / offline the Fréchet distance and KID on ImageNet VGG-16 features
 (:data:`ddsutils.metrics.FRECHET_VGG_LABEL`, never called FID); ``fd="inception"`` (paper profile) uses
@@ -125,12 +126,10 @@ class Context:
     def generator_digest(self, domain: str) -> str:
         """Short sha256 of a domain generator's weights (part of the DDS cache key: retrained weights under the
         same name never reuse a stale run)."""
+        from .weights import state_dict_content_sha256
+
         if domain not in self._digests:
-            h = hashlib.sha256()
-            for name, t in sorted(self.generator(domain).state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-            self._digests[domain] = h.hexdigest()[:16]
+            self._digests[domain] = state_dict_content_sha256(self.generator(domain).state_dict())[:16]
         return self._digests[domain]
 
     def judges(self) -> tuple[Any, Any] | None:
