@@ -814,7 +814,8 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
                   part_class: int | str | Sequence[int | str] = 1, batch_size: int = 4, input_space: str = "z",
                   truncation: float = 1.0, truncation_latent: Tensor | None = None,
                   noise: str | Sequence[Tensor] = "const", return_images: bool = False, progress: bool = False,
-                  materialise: bool = False, stats: str = "training") -> Tensor | tuple[Tensor, Tensor]:
+                  materialise: bool = False, stats: str = "training",
+                  prior_correction: float = 0.0) -> Tensor | tuple[Tensor, Tensor]:
     """Binary part masks of ``G``'s images, from ``G``'s own features (any generator of the same architecture).
 
     Features are standardised with the segmenter's stored statistics (those of the training generator,
@@ -842,19 +843,30 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
             training run's ``stats_samples`` and ``seed``), a test-time re-normalisation for adapted
             generators whose feature scales drifted; costs ``stats_samples`` extra forward passes per call.
             Ignored for a segmenter without statistics.
+        prior_correction: ``lambda >= 0``; the decision is ``argmax_c(logit_c - lambda * log w_c)`` with the
+            cross-entropy class weights ``w_c`` of training (``train_info["class_weights"]``; classes absent
+            from the labels keep their logit). 1 is the full logit adjustment, which undoes the prior shift of
+            the class-weighted loss (Menon et al. 2021) so that the masks are no longer inflated; 0 (default)
+            is the plain argmax. No effect on a segmenter trained with ``class_balance=0``. Measured on the
+            toy world (``python -m ddsutils.segmenter evaluate --n 200``, natural / sketch / caricature):
+            see the README's segmenter section.
 
     Returns:
         ``masks`` float32 ``[N, 1, S, S]`` in {0, 1} on G's device, or ``(images [N, 3, S, S], masks)``.
 
     Raises:
         ArchitectureMismatchError: ``G``'s architecture differs from the training generator's.
-        SegmenterError: bad ``part_class`` or ``batch_size``.
+        SegmenterError: bad ``part_class``, ``batch_size`` or ``prior_correction``.
 
     Used in: notebooks/02_oneshot_segmenter.ipynb.
     """
     from tqdm.auto import tqdm
 
     segmenter.check_compatible(G)
+    if not (math.isfinite(prior_correction) and prior_correction >= 0):
+        raise SegmenterError(f"prior_correction must be a finite number >= 0 (1: full logit adjustment), "
+                             f"got {prior_correction}")
+    cw = segmenter.train_info.get("class_weights") if prior_correction else None
     ids = _class_ids(segmenter, part_class)
     if stats not in ("training", "generator"):
         raise SegmenterError(f"stats must be 'training' or 'generator', got {stats!r}")
@@ -871,6 +883,11 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
     was_training = net.training
     net.eval()
     id_t = torch.tensor(ids, device=gdev)
+    shift = None
+    if cw is not None:  # log w_c per class; weight 0 (class absent from the labels) is left alone
+        w = torch.tensor(cw, dtype=torch.float64)
+        shift = (prior_correction * torch.where(w > 0, w.clamp_min(1e-300).log(), torch.zeros_like(w)))
+        shift = shift.to(device=gdev, dtype=torch.float32)[None, :, None, None]
     masks, images = [], []
     try:
         starts = range(0, latents.shape[0], batch_size)
@@ -886,6 +903,8 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
             else:
                 logits = net.forward_features(feats, G.size)
             del feats
+            if shift is not None:
+                logits = logits - shift
             masks.append(torch.isin(logits.argmax(dim=1, keepdim=True), id_t).to(torch.float32))
             if return_images:
                 images.append(img)
@@ -1080,7 +1099,7 @@ def choose_candidate(cand_parts: Tensor, mask: str, *, rule: str = "median",
 def train_from_oracle(G: Generator, mask: str, *, cand_z: Tensor, cand_parts: Tensor, size: str = "S",
                       steps: int = 100, seed: int = 0, min_foreground: float = 0.005, rule: str = "median",
                       n_labels: int = 1, device: str | torch.device = "cpu", progress: bool = True,
-                      **train_kwargs: Any) -> tuple[Segmenter, dict[str, Any]]:
+                      prior_correction: float = 0.0, **train_kwargs: Any) -> tuple[Segmenter, dict[str, Any]]:
     """Train a one-shot segmenter for ``mask`` from ONE oracle label (toy world: the judge parser's).
 
     The label is the ``mask`` part of the candidate :func:`choose_candidate` picks (default: all parts
@@ -1092,6 +1111,7 @@ def train_from_oracle(G: Generator, mask: str, *, cand_z: Tensor, cand_parts: Te
         G: generator the candidates were drawn from. mask: a name of :data:`ddsutils.toyworld.MASKS`.
         cand_z: ``[K, D]`` candidate latents; cand_parts: ``[K, S, S]`` int64 part ids of ``G(cand_z)``.
         rule, min_foreground: see :func:`choose_candidates`. n_labels: labelled images (default 1).
+        prior_correction: of the masks behind ``train_iou`` (:func:`predict_masks`).
         size, steps, seed, device, progress, train_kwargs: passed to :func:`train_segmenter`.
 
     Returns:
@@ -1106,7 +1126,7 @@ def train_from_oracle(G: Generator, mask: str, *, cand_z: Tensor, cand_parts: Te
     label = part_mask(torch.as_tensor(cand_parts[idx]).cpu(), mask)
     seg = train_segmenter(G, cand_z[idx], label, part=mask, size=size, steps=steps, seed=seed,
                           device=device, progress=progress, **train_kwargs)
-    train_iou = mask_iou(predict_masks(seg, G, cand_z[idx]).cpu(), label)
+    train_iou = mask_iou(predict_masks(seg, G, cand_z[idx], prior_correction=prior_correction).cpu(), label)
     return seg, {"candidate": idx[0], "candidates": idx, "rule": rule, "foreground_fraction": float(label.mean()),
                  "train_iou": float(train_iou.nanmean()), "final_loss": seg.train_info["losses"][-1],
                  "seconds": seg.train_info["seconds"]}
@@ -1116,8 +1136,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
              predict_parts: Callable[[Any, Tensor], Tensor], n: int = 200, masks: Sequence[str] | None = None,
              source_name: str = "natural", size: str = "S", steps: int = 100, seed: int = 0,
              batch_size: int = 16, min_foreground: float = 0.005, max_candidates: int = 64, rule: str = "median",
-             n_labels: int = 1, stats: str = "training", device: str | torch.device = "cpu", progress: bool = True,
-             **train_kwargs: Any) -> dict[str, Any]:
+             n_labels: int = 1, stats: str = "training", prior_correction: float = 0.0,
+             device: str | torch.device = "cpu", progress: bool = True, **train_kwargs: Any) -> dict[str, Any]:
     """One-shot segmenters from oracle labels, scored against the oracle on every domain.
 
     For each mask of :data:`ddsutils.toyworld.MASKS`: the judge parser labels one source image (chosen among
@@ -1140,6 +1160,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             comparison, the ``n_labels`` candidates :func:`choose_candidates` picks).
         stats: feature statistics at prediction (``predict_masks(stats=...)``): ``"training"`` (default,
             the source generator's) or ``"generator"`` (each domain's own).
+        prior_correction: logit adjustment of the masks (``predict_masks(prior_correction=...)``; default 0,
+            the plain argmax).
         train_kwargs: more :func:`train_segmenter` options (e.g. ``standardise=False``, ``class_balance=0``).
         seed: seeds the training-candidate z (``seed``), the evaluation z (``seed + 1``) and training.
         batch_size: images per prediction chunk.
@@ -1172,16 +1194,19 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
     out: dict[str, Any] = {"n": n, "seed": seed, "segmenter_size": size, "steps": steps, "truncation": 1.0,
-                           "rule": rule, "n_labels": n_labels, "stats": stats, "train_options": dict(train_kwargs),
+                           "rule": rule, "n_labels": n_labels, "stats": stats, "prior_correction": prior_correction,
+                           "train_options": dict(train_kwargs),
                            "domains": list(gens), "train": {}, "results": {}}
     for m in masks:
         seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
                                       seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
-                                      device=seg_dev, progress=progress, **train_kwargs)
+                                      device=seg_dev, progress=progress, prior_correction=prior_correction,
+                                      **train_kwargs)
         out["train"][m] = info
         out["results"][m] = {}
         for name, G in gens.items():
-            pred = predict_masks(seg, G, eval_z, batch_size=batch_size, stats=stats).cpu()
+            pred = predict_masks(seg, G, eval_z, batch_size=batch_size, stats=stats,
+                                 prior_correction=prior_correction).cpu()
             gt = part_mask(oracle[name], m)
             iou = mask_iou(pred, gt)
             valid = ~torch.isnan(iou)
@@ -1263,6 +1288,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
                    help="cross-entropy class weights freq**-b (0: unweighted, as repurpose-gan)")
     e.add_argument("--stats", default="training", choices=("training", "generator"),
                    help="feature statistics at prediction: the source generator's (default) or each domain's own")
+    e.add_argument("--prior-correction", type=float, default=0.0,
+                   help="logit adjustment of the masks for the class weights (1: full, 0: plain argmax)")
     e.add_argument("--feature-dropout", type=float, default=0.5,
                    help="channel dropout on the features while training (0: none, as repurpose-gan)")
     e.add_argument("--seed", type=int, default=0)
@@ -1284,6 +1311,7 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     res = evaluate(source, targets, parser=parser, predict_parts=predict_parts, n=a.n, masks=a.masks,
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
                    n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
+                   prior_correction=a.prior_correction,
                    standardise=not a.no_standardise, class_balance=a.class_balance,
                    feature_dropout=a.feature_dropout)
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,

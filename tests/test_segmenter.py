@@ -176,6 +176,30 @@ def test_predict_on_other_architecture_names_both(trained, kw, what):
     assert "32 px" in msg and "(112 total)" in msg and what in msg and "'disc'" in msg
 
 
+def test_prior_correction_is_the_logit_adjustment_for_the_class_weights(G, trained):
+    z = _z(4, seed=11)
+    w = torch.tensor(trained.train_info["class_weights"], dtype=torch.float64)
+    assert w[0] == 1 and w[1] > 1  # the part is the rarer class: weighted up while training
+    _, feats = S.generator_features(G, z)
+    logits = trained.net(S._upsample_cat(trained.standardise(feats), 32)).double()
+    plain = S.predict_masks(trained, G, z)
+    assert torch.equal(S.predict_masks(trained, G, z, prior_correction=0.0), plain)
+    areas = []
+    for lam in (0.5, 1.0, 3.0):
+        got = S.predict_masks(trained, G, z, prior_correction=lam)
+        want = (logits - lam * w.log()[None, :, None, None]).argmax(1, keepdim=True).float()
+        assert (got != want).float().mean() < 1e-3  # equal up to float ties at the boundary
+        assert bool((got <= plain).all())  # only the up-weighted part class loses pixels
+        areas.append(float(got.sum()))
+    assert float(plain.sum()) >= areas[0] >= areas[1] >= areas[2] and areas[2] < float(plain.sum())
+    unweighted = S.train_segmenter(G, _z(), _disc_label(), steps=3, class_balance=0.0, progress=False)
+    assert unweighted.train_info["class_weights"] is None
+    assert torch.equal(S.predict_masks(unweighted, G, z, prior_correction=1.0), S.predict_masks(unweighted, G, z))
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(S.SegmenterError, match="prior_correction"):
+            S.predict_masks(trained, G, z, prior_correction=bad)
+
+
 def test_bad_prediction_arguments(G, trained):
     with pytest.raises(S.SegmenterError, match="out of range"):
         S.predict_masks(trained, G, _z(), part_class=2)
@@ -479,6 +503,17 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["n_labels"] == 3 and len(set(res["train"]["hair"]["candidates"])) == 3
+    assert res["prior_correction"] == 0.0
+    # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
+    fit = {}
+    for lam in ("0", "2"):
+        rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4",
+                     "--no-progress", "--masks", "eyes_nose_mouth", "--prior-correction", lam],
+                    load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
+        res = json.loads(out.read_text())
+        assert rc == 0 and res["prior_correction"] == float(lam)
+        fit[lam] = res["train"]["eyes_nose_mouth"]["train_iou"]  # IoU of the labelled image's own mask
+    assert fit["0"] != fit["2"]
 
 
 def test_choose_candidate_rule():
