@@ -1169,8 +1169,9 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
         batch_size: images per prediction chunk.
 
     Returns:
-        JSON-able dict: ``results[mask][domain] = {"miou", "pooled_iou", "n", "n_both_empty"}`` (mIoU over
-        images where either mask is non-empty; pooled = total intersection / total union), and
+        JSON-able dict: ``results[mask][domain] = {"miou", "pooled_iou", "area_ratio", "n", "n_both_empty"}``
+        (mIoU over images where either mask is non-empty; pooled = total intersection / total union; area ratio =
+        predicted / oracle mask pixels, > 1 when the masks are inflated), and
         ``train[mask]`` (candidate index, foreground fraction, IoU on the labelled image itself, final
         loss, seconds).
 
@@ -1217,6 +1218,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             out["results"][m][name] = {
                 "miou": float(iou[valid].mean()) if valid.any() else float("nan"),
                 "pooled_iou": int((p & t).sum()) / union if union else float("nan"),
+                "area_ratio": int(p.sum()) / int(t.sum()) if t.any() else float("nan"),
                 "n": n, "n_both_empty": int((~valid).sum())}
     return out
 

@@ -486,6 +486,7 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     for per in res["results"].values():
         for d in res["domains"]:
             assert 0.0 <= per[d]["miou"] <= 1.0 and 0.0 <= per[d]["pooled_iou"] <= 1.0 and per[d]["n"] == 6
+            assert per[d]["area_ratio"] > 0
     # fits its one labelled image (not pixel-perfectly: 50 steps with feature dropout; eyes 0.80, hair 0.98)
     assert all(t["train_iou"] > 0.75 for t in res["train"].values())
     # and transfers somewhat (random tiny G, labels at fixed positions: standardising the features removes
@@ -505,7 +506,7 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     assert rc == 0 and res["n_labels"] == 3 and len(set(res["train"]["hair"]["candidates"])) == 3
     assert res["prior_correction"] == 0.0
     # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
-    fit = {}
+    fit, areas = {}, {}
     for lam in ("0", "2"):
         rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4",
                      "--no-progress", "--masks", "eyes_nose_mouth", "--prior-correction", lam],
@@ -513,7 +514,9 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
         res = json.loads(out.read_text())
         assert rc == 0 and res["prior_correction"] == float(lam)
         fit[lam] = res["train"]["eyes_nose_mouth"]["train_iou"]  # IoU of the labelled image's own mask
+        areas[lam] = [res["results"]["eyes_nose_mouth"][d]["area_ratio"] for d in res["domains"]]
     assert fit["0"] != fit["2"]
+    assert all(a2 <= a0 for a0, a2 in zip(areas["0"], areas["2"])) and areas["2"] != areas["0"]
 
 
 def test_choose_candidate_rule():
