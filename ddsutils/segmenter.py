@@ -868,7 +868,6 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
     if not (math.isfinite(prior_correction) and prior_correction >= 0):
         raise SegmenterError(f"prior_correction must be a finite number >= 0 (1: full logit adjustment), "
                              f"got {prior_correction}")
-    cw = segmenter.train_info.get("class_weights") if prior_correction else None
     ids = _class_ids(segmenter, part_class)
     if stats not in ("training", "generator"):
         raise SegmenterError(f"stats must be 'training' or 'generator', got {stats!r}")
@@ -885,8 +884,8 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
     was_training = net.training
     net.eval()
     id_t = torch.tensor(ids, device=gdev)
-    shift = None
-    if cw is not None:  # log w_c per class; weight 0 (class absent from the labels) is left alone
+    shift, cw = None, segmenter.train_info.get("class_weights")
+    if prior_correction and cw is not None:  # log w_c per class; weight 0 (class absent from the labels) is left alone
         w = torch.tensor(cw, dtype=torch.float64)
         shift = (prior_correction * torch.where(w > 0, w.clamp_min(1e-300).log(), torch.zeros_like(w)))
         shift = shift.to(device=gdev, dtype=torch.float32)[None, :, None, None]
