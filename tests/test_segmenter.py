@@ -477,7 +477,8 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
         return gens[name]
 
     out = tmp_path / "eval.json"
-    rc = S.main(["evaluate", "--n", "6", "--json", str(out), "--steps", "50", "--batch-size", "4", "--no-progress"],
+    rc = S.main(["evaluate", "--n", "6", "--json", str(out), "--steps", "50", "--batch-size", "4", "--no-progress",
+                 "--label-truncation", "1"],  # untruncated labelled image: what the bounds below were measured with
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     assert rc == 0 and loaded == ["toy-natural-64", "toy-sketch-64", "toy-caricature-64"]
     res = json.loads(out.read_text())
@@ -500,11 +501,16 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     assert res["n_labels"] == 1 and all(len(t["candidates"]) == 1 for t in res["train"].values())
     # a few-shot comparison: three labelled images
     rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
-                 "--masks", "hair", "--n-labels", "3"],
+                 "--masks", "hair", "--n-labels", "3", "--label-truncation", "1"],
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["n_labels"] == 3 and len(set(res["train"]["hair"]["candidates"])) == 3
-    assert res["prior_correction"] == 0.0
+    assert res["prior_correction"] == 0.0 and res["label_truncation"] == 1.0
+    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
+                 "--masks", "hair"],  # default: the mean face is labelled
+                load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
+    res = json.loads(out.read_text())
+    assert rc == 0 and res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
     # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
     fit, areas = {}, {}
     for lam in ("0", "2"):
@@ -517,6 +523,33 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
         areas[lam] = [res["results"]["eyes_nose_mouth"][d]["area_ratio"] for d in res["domains"]]
     assert fit["0"] != fit["2"]
     assert all(a2 <= a0 for a0, a2 in zip(areas["0"], areas["2"])) and areas["2"] != areas["0"]
+
+
+def test_evaluate_label_truncation_labels_the_mean_face():
+    src = make_tiny_generator(seed=0)
+    seen = []
+
+    def recording_parts(parser, img):
+        seen.append(img.clone())
+        return _stub_predict_parts(parser, img)
+
+    kw = dict(parser="stub-parser", predict_parts=recording_parts, n=4, masks=["hair"], steps=3, batch_size=4,
+              max_candidates=5, progress=False)
+    res = S.evaluate(src, {}, **kw)  # default label_truncation=0
+    cand = seen[0]  # the first parse is of the candidates: all of them the mean face G(w_avg)
+    with torch.no_grad():
+        mean_face = src(src.mean_latent(4096), input_space="w")
+    assert cand.shape[0] == 5 and torch.allclose(cand, mean_face.expand_as(cand), atol=1e-5)
+    assert res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
+    assert res["train"]["hair"]["train_iou"] > 0.5  # IoU on the truncated image it was trained on
+    seen.clear()
+    res = S.evaluate(src, {}, label_truncation=1.0, **kw)  # untruncated candidates, all different
+    assert res["label_truncation"] == 1.0 and not torch.allclose(seen[0][0], seen[0][1], atol=1e-3)
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(S.SegmenterError, match="label_truncation"):
+            S.evaluate(src, {}, label_truncation=bad, **kw)
+    with pytest.raises(S.SegmenterError, match="n_labels=2 needs label_truncation > 0"):
+        S.evaluate(src, {}, n_labels=2, **kw)
 
 
 def test_choose_candidate_rule():
