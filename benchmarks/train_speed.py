@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 
+TOY128 = {4: 128, 8: 128, 16: 96, 32: 64, 64: 32, 128: 16}
 CONFIGS = {
     # name: train_gan keyword arguments
     "toy64-b16": dict(preset="toy64", batch=16),
@@ -20,8 +21,11 @@ CONFIGS = {
     "toy64-wide-b16": dict(preset="toy64-wide", batch=16),
     "cmax64-b16": dict(preset=None, size=64, style_dim=128, n_mlp=4, channel_max=64, batch=16),
     "cmax128-sd256-b8": dict(preset=None, size=64, style_dim=256, n_mlp=8, channel_max=128, batch=8),
+    # a 128 px toy: toy64's widths plus a 16-channel 128 px stage (what a zoo with larger parts would cost)
+    "toy128-b8": dict(preset=None, size=128, style_dim=128, n_mlp=4, channels=TOY128, batch=8),
     # few-shot adaptation (CDC + patch D) of a toy64 source, batch 4 as in few-shot-gan-adaptation
     "adapt-toy64-b4": dict(adapt=True, preset="toy64", batch=4),
+    "adapt-toy128-b4": dict(adapt=True, preset=None, size=128, style_dim=128, n_mlp=4, channels=TOY128, batch=4),
 }
 
 
@@ -31,7 +35,8 @@ def _time_adapt(kw: dict, iters: int, warmup: int) -> float:
 
     common = dict(sample_every=10**9, ckpt_every=10**9, n_sample=4, progress=False, device="cpu")
     with tempfile.TemporaryDirectory() as d:
-        src = train_gan(out_dir=f"{d}/src", iters=1, preset=kw["preset"], **common)
+        arch = {k: v for k, v in kw.items() if k not in ("adapt", "batch")}
+        src = train_gan(out_dir=f"{d}/src", iters=1, **arch, **common)
         adapt(src, target_style="sketch", out_dir=f"{d}/a", iters=warmup, batch=kw["batch"], **common)
         t = time.perf_counter()
         adapt(src, target_style="sketch", out_dir=f"{d}/a", iters=iters, batch=kw["batch"], **common)
