@@ -576,8 +576,10 @@ def iteration_strip(result: DDSResult) -> torch.Tensor:
 
 
 def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, segmenter_path: str | None,
-               segmenter_on: str, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """``y_s``, ``y_t`` from a saved segmenter, or from one trained on one toy-world oracle label."""
+               segmenter_on: str, seed: int, device: torch.device,
+               label_truncation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """``y_s``, ``y_t`` from a saved segmenter, or from one trained on one toy-world oracle label (drawn on
+    ``G_seg(z, truncation=label_truncation)``; 0: the mean face, as in ``python -m ddsutils.segmenter evaluate``)."""
     from . import segmenter as seglib
 
     G_seg = G_s if segmenter_on == "source" else G_t
@@ -589,10 +591,12 @@ def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, se
 
         parser = judges.load_judge("judge-parser-64")
         cand_z = torch.randn(64, G_seg.style_dim, generator=torch.Generator().manual_seed(seed + 10_000))
+        trunc = {"truncation": label_truncation,
+                 "truncation_latent": G_seg.truncation_centre() if label_truncation != 1 else None}
         with torch.no_grad():
-            cand_parts = judges.predict_parts(parser, G_seg(cand_z.to(device)).clamp(-1, 1))
+            cand_parts = judges.predict_parts(parser, G_seg(cand_z.to(device), **trunc).clamp(-1, 1))
         seg, info = seglib.train_from_oracle(G_seg, mask, cand_z=cand_z, cand_parts=cand_parts, seed=seed,
-                                             device=device, progress=False)
+                                             device=device, progress=False, **trunc)
         info = {"segmenter": f"trained on {segmenter_on} from one judge-parser label", **info}
     y_s = seglib.predict_masks(seg, G_s, z.to(device))
     y_t = seglib.predict_masks(seg, G_t, z.to(device))
@@ -608,7 +612,8 @@ def _run_cli(a) -> int:
     G_s, G_t = load_generator(a.source, device=dev), load_generator(a.target, device=dev)
     z = torch.randn(a.n, G_s.style_dim, generator=torch.Generator().manual_seed(a.seed))
     y_s, y_t, seg_info = _masks_for(G_s, G_t, z, mask=a.mask, segmenter_path=a.segmenter,
-                                    segmenter_on=a.segmenter_on, seed=a.seed, device=dev)
+                                    segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
+                                    label_truncation=a.label_truncation)
     r = optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, mode=a.mode, latent_space=a.latent_space, init=a.init,
                  alpha=a.alpha, beta=a.beta, gamma=a.gamma, backbone=a.backbone, lr=a.lr, num_steps=a.steps,
                  snapshot_every=a.snapshot_every, seed=a.seed, device=dev, progress=not a.quiet)
@@ -696,6 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                       "oracle label (judge parser)")
     r.add_argument("--segmenter-on", choices=("source", "target"), default="source",
                    help="generator whose features the segmenter reads (default source)")
+    r.add_argument("--label-truncation", type=float, default=0.0,
+                   help="truncation psi of the oracle-labelled image (0: the mean face, 1: an untruncated sample)")
     r.add_argument("--n", type=int, default=8)
     r.add_argument("--steps", type=int, default=1000)
     r.add_argument("--seed", type=int, default=0)

@@ -288,14 +288,20 @@ def start(*, profile: str = "demo", out_dir: str = "", device: str = "auto", see
     return Run(profile=profile, out=out, figures=out / "figures", device=torch.device(device), seed=seed)
 
 
-def oracle_label(G: Any, mask: str, *, seed: int = 0, n_candidates: int = 64, min_foreground: float = 0.005):
+def oracle_label(G: Any, mask: str, *, seed: int = 0, truncation: float = 1.0, n_candidates: int = 64,
+                 min_foreground: float = 0.005):
     """A one-shot label in the toy world: the judge parser's ``mask`` on one generated image.
 
-    Draws ``n_candidates`` seeded z, parses ``G(z)`` with ``judge-parser-64`` and returns the first whose mask
-    covers between ``min_foreground`` and ``1 - min_foreground`` of the image.
+    Draws ``n_candidates`` seeded z, parses ``G(z, truncation=truncation)`` (toward
+    ``G.truncation_centre()``) with ``judge-parser-64`` and returns the first whose mask covers between
+    ``min_foreground`` and ``1 - min_foreground`` of the image. ``truncation=0``: every candidate is the
+    mean face, so that is the labelled image.
 
     Returns:
-        ``(z [1, D], label [1, 1, S, S] float {0, 1}, image [1, 3, S, S])`` on the CPU.
+        ``(z [1, D], label [1, 1, S, S] float {0, 1}, image [1, 3, S, S])`` on the CPU; the image is
+        ``G(z, truncation=truncation, truncation_latent=G.truncation_centre())``.
+
+    Used in: notebooks/02_oneshot_segmenter.ipynb.
     """
     import torch
 
@@ -304,8 +310,9 @@ def oracle_label(G: Any, mask: str, *, seed: int = 0, n_candidates: int = 64, mi
     parser = judges.load_judge("judge-parser-64")
     z = torch.randn(n_candidates, G.style_dim, generator=torch.Generator().manual_seed(seed))
     dev = next(G.parameters()).device
+    centre = G.truncation_centre() if truncation != 1 else None
     with torch.no_grad():
-        img = G(z.to(dev)).clamp(-1, 1).cpu()
+        img = G(z.to(dev), truncation=truncation, truncation_latent=centre).clamp(-1, 1).cpu()
     labels = toyworld.part_mask(judges.predict_parts(parser, img), mask).float()
     fg = labels.flatten(1).mean(1)
     ok = ((fg >= min_foreground) & (fg <= 1 - min_foreground)).nonzero().flatten()

@@ -1206,7 +1206,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     gdev = _g_device(source)
     centre = None
     if label_truncation != 1:
-        centre = source.latent_avg if source.latent_avg is not None else source.mean_latent(4096)
+        centre = source.truncation_centre()
     trunc = {"truncation": float(label_truncation), "truncation_latent": centre}
     cand_z = torch.randn(max_candidates, source.style_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

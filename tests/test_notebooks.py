@@ -146,3 +146,26 @@ def test_prepare_injects_after_the_parameters_cell(tmp_path):
     i = next(k for k, t in enumerate(tags) if "parameters" in t)
     assert "injected-parameters" in tags[i + 1]
     assert 'profile = "ci"' in _src(nb["cells"][i + 1])
+
+
+def test_oracle_label_truncation_zero_labels_the_mean_face(monkeypatch):
+    import torch
+
+    from conftest import make_tiny_generator
+    from ddsutils import judges
+
+    def stub_parts(parser, img):  # skin, with hair in the top third
+        lab = torch.ones(img.shape[0], *img.shape[-2:], dtype=torch.long)
+        lab[:, : img.shape[-1] // 3] = 2
+        return lab
+
+    monkeypatch.setattr(judges, "load_judge", lambda name: "stub")
+    monkeypatch.setattr(judges, "predict_parts", stub_parts)
+    G = make_tiny_generator(size=32)
+    with torch.no_grad():
+        mean_face = G(G.truncation_centre(), input_space="w").clamp(-1, 1)
+        z, label, img = NB.oracle_label(G, "hair", seed=0, truncation=0.0)
+        assert torch.allclose(img, mean_face, atol=1e-5) and label.shape == (1, 1, 32, 32) and label.sum() > 0
+        assert torch.allclose(G(z, truncation=0.0, truncation_latent=G.truncation_centre()).clamp(-1, 1), img, atol=1e-5)
+        _, _, untruncated = NB.oracle_label(G, "hair", seed=0)
+        assert not torch.allclose(untruncated, mean_face, atol=1e-2)
