@@ -317,7 +317,8 @@ def oracle_label(G: Any, mask: str, *, seed: int = 0, truncation: float = 1.0, n
     fg = labels.flatten(1).mean(1)
     ok = ((fg >= min_foreground) & (fg <= 1 - min_foreground)).nonzero().flatten()
     if len(ok) == 0:
-        raise ValueError(f"none of {n_candidates} samples has a usable {mask!r} mask according to the parser")
+        hint = "; at truncation 0 every sample is the mean face: try truncation=1" if truncation == 0 else ""
+        raise ValueError(f"none of {n_candidates} samples has a usable {mask!r} mask according to the parser{hint}")
     k = int(ok[0])
     return z[k:k + 1], labels[k:k + 1].reshape(1, 1, *labels.shape[-2:]), img[k:k + 1]
 

@@ -1225,10 +1225,16 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
                            "train_options": dict(train_kwargs),
                            "domains": list(gens), "train": {}, "results": {}}
     for m in masks:
-        seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
-                                      seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
-                                      device=seg_dev, progress=progress, prior_correction=prior_correction,
-                                      **trunc, **train_kwargs)
+        try:
+            seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
+                                          seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
+                                          device=seg_dev, progress=progress, prior_correction=prior_correction,
+                                          **trunc, **train_kwargs)
+        except SegmenterError as exc:
+            if label_truncation == 0 and "usable" in str(exc):
+                raise SegmenterError(f"{exc}; with label_truncation=0 every candidate is the mean face, so try "
+                                     f"label_truncation=1 (CLI: --label-truncation 1)") from exc
+            raise
         out["train"][m] = info
         out["results"][m] = {}
         for name, G in gens.items():

@@ -169,3 +169,6 @@ def test_oracle_label_truncation_zero_labels_the_mean_face(monkeypatch):
         assert torch.allclose(G(z, truncation=0.0, truncation_latent=G.truncation_centre()).clamp(-1, 1), img, atol=1e-5)
         _, _, untruncated = NB.oracle_label(G, "hair", seed=0)
         assert not torch.allclose(untruncated, mean_face, atol=1e-2)
+    monkeypatch.setattr(judges, "predict_parts", lambda parser, img: torch.ones(img.shape[0], 32, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="usable 'hair' mask.*mean face: try truncation=1"):
+        NB.oracle_label(G, "hair", truncation=0.0)

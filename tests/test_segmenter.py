@@ -591,8 +591,12 @@ def test_evaluate_unknown_mask_and_unusable_oracle():
     with pytest.raises(S.SegmenterError, match="unknown mask"):
         S.evaluate(G, {}, parser=None, predict_parts=_stub_predict_parts, n=2, masks=["ears"], progress=False)
     empty = lambda parser, img: torch.ones(img.shape[0], *img.shape[-2:], dtype=torch.long)  # noqa: E731
-    with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask"):
+    with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask.*try label_truncation=1"):
         S.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False)
+    with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask") as err:
+        S.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False,
+                   label_truncation=1.0)
+    assert "label_truncation" not in str(err.value)
 
 
 def test_importing_does_not_import_widget_packages():
