@@ -1313,6 +1313,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     e.add_argument("--masks", nargs="*", default=None, help="names in toyworld.MASKS (default all)")
     e.add_argument("--size", default="S", choices=sorted(FEWSHOT_SIZES))
     e.add_argument("--steps", type=int, default=100)
+    e.add_argument("--step-size", type=int, default=50,
+                   help="StepLR step of the segmenter's learning rate (x0.1 every step-size steps; recipe: 50)")
     e.add_argument("--rule", default="median", choices=("median", "first"),
                    help="which candidate is labelled (see choose_candidate)")
     e.add_argument("--n-labels", type=int, default=1,
@@ -1348,7 +1350,7 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
                    n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    prior_correction=a.prior_correction, label_truncation=a.label_truncation,
-                   standardise=not a.no_standardise, class_balance=a.class_balance,
+                   standardise=not a.no_standardise, class_balance=a.class_balance, step_size=a.step_size,
                    feature_dropout=a.feature_dropout)
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,
                 "seconds": round(time.perf_counter() - t0, 2)})

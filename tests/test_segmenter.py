@@ -493,7 +493,8 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     # and transfers somewhat (random tiny G, labels at fixed positions: standardising the features removes
     # part of the positional signal here, hair 0.70 -> 0.40 on this stub; on the toy GANs it helps)
     assert res["results"]["hair"]["sketch"]["miou"] > 0.3
-    assert res["train_options"] == {"standardise": True, "class_balance": 0.5, "feature_dropout": 0.5}
+    assert res["train_options"] == {"standardise": True, "class_balance": 0.5, "feature_dropout": 0.5,
+                                    "step_size": 50}
     assert res["rule"] == "median"
     assert res["truncation"] == 1.0 and all(t["rule"] == "median" for t in res["train"].values())
     text = capsys.readouterr().out
@@ -511,6 +512,11 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
+    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "6", "--step-size", "3", "--batch-size", "4",
+                 "--no-progress", "--masks", "hair"],
+                load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
+    res = json.loads(out.read_text())
+    assert rc == 0 and res["train_options"]["step_size"] == 3 and res["steps"] == 6
     # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
     fit, areas = {}, {}
     for lam in ("0", "2"):
