@@ -590,6 +590,9 @@ def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, se
         from . import judges
 
         parser = judges.load_judge("judge-parser-64")
+        if not 0 <= label_truncation <= 1:  # also refuses NaN
+            raise ValueError(f"label_truncation must be in [0, 1] (0: the mean face, 1: untruncated), "
+                             f"got {label_truncation}")
         cand_z = torch.randn(64, G_seg.style_dim, generator=torch.Generator().manual_seed(seed + 10_000))
         trunc = {"truncation": label_truncation,
                  "truncation_latent": G_seg.truncation_centre() if label_truncation != 1 else None}

@@ -35,10 +35,10 @@ eyes+nose+mouth cover about 1 % of a 64 px toy image), and channel dropout on th
 training (``feature_dropout=0.5``, a regulariser of the one-shot fit). The toy-world oracle picks the
 labelled image by a deterministic rule (:func:`choose_candidate`: all parts present, mask area nearest
 the median); :func:`evaluate` draws its candidates truncated to the mean w by default
-(``label_truncation=0``), so the one labelled image is the generator's mean face. :func:`predict_masks` can optionally re-standardise with the statistics of the generator it is
-applied to (``stats="generator"``), and undo the class weighting's shift of the decision with a logit
-adjustment (``prior_correction``; default 0, the plain argmax). Measured effects: see :func:`train_segmenter`
-and the README's segmenter section.
+(``label_truncation=0``), so the one labelled image is the generator's mean face. :func:`predict_masks` can
+optionally re-standardise with the statistics of the generator it is applied to (``stats="generator"``), and
+undo the class weighting's shift of the decision with a logit adjustment (``prior_correction``; default 0, the
+plain argmax). Measured effects: see :func:`train_segmenter` and the README's segmenter section.
 
 Segmenter files hold tensors and plain containers only (``torch.load(..., weights_only=True)``), are
 written atomically and loaded strictly (file version 2, which adds the feature statistics; version 1 files

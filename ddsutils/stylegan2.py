@@ -366,8 +366,11 @@ class Generator(nn.Module):
 
     def truncation_centre(self, n: int = 4096) -> torch.Tensor:
         """The truncation centre ``[1, D]``: the checkpoint's ``latent_avg`` when it has one, else
-        :meth:`mean_latent` of ``n`` samples (seed 0). ``truncation=0`` draws the generator's mean face."""
-        return self.latent_avg if self.latent_avg is not None else self.mean_latent(n)
+        :meth:`mean_latent` of ``n`` samples (seed 0), on the generator's device. ``truncation=0`` draws the
+        generator's mean face."""
+        if self.latent_avg is not None:
+            return self.latent_avg.to(self.input.input.device)
+        return self.mean_latent(n)
 
     def make_noise(self, batch: int = 1, *, seed: int | None = None,
                    generator: torch.Generator | None = None) -> list[torch.Tensor]:

@@ -261,3 +261,12 @@ def test_random_init_is_not_the_callers_z_star(gens):
                              device=torch.device("cpu"))
     assert z0.shape == z_star.shape
     assert not torch.equal(z0[0], z_star[0]) and not torch.equal(z0[1], z_star[1])
+
+
+def test_oracle_masks_refuse_a_bad_label_truncation(gens):
+    G_s, G_t = gens
+    z = torch.randn(1, G_s.style_dim, generator=torch.Generator().manual_seed(0))
+    for bad in (-0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="label_truncation must be in"):
+            dds._masks_for(G_s, G_t, z, mask="hair", segmenter_path=None, segmenter_on="source", seed=0,
+                           device=torch.device("cpu"), label_truncation=bad)

@@ -367,4 +367,4 @@ def test_truncation_centre_prefers_the_checkpoints_latent_avg():
     assert G.latent_avg is None and torch.equal(G.truncation_centre(), G.mean_latent(4096))
     assert G.truncation_centre(64).shape == (1, G.style_dim)
     G.latent_avg = torch.randn(1, G.style_dim)
-    assert G.truncation_centre() is G.latent_avg
+    assert torch.equal(G.truncation_centre(), G.latent_avg)
