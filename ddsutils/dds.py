@@ -558,7 +558,7 @@ def optimise(
 
 
 def _reference(G: Generator, z: torch.Tensor, psi: float, *, features: bool = False):
-    centre = G.latent_avg if G.latent_avg is not None else (G.mean_latent(4096) if psi != 1.0 else None)
+    centre = G.truncation_centre() if psi != 1.0 else None
     out = G(z, truncation=psi, truncation_latent=centre, noise="const", return_features=features)
     if features:
         return out[0].clamp(-1, 1), out[1]

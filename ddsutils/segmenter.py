@@ -1204,10 +1204,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     gens = {source_name: source, **dict(targets)}
     seg_dev = torch.device(device)
     gdev = _g_device(source)
-    centre = None
-    if label_truncation != 1:
-        centre = source.truncation_centre()
-    trunc = {"truncation": float(label_truncation), "truncation_latent": centre}
+    trunc = {"truncation": float(label_truncation),
+             "truncation_latent": source.truncation_centre() if label_truncation != 1 else None}
     cand_z = torch.randn(max_candidates, source.style_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         cand_img = torch.cat([source(cand_z[i:i + batch_size].to(gdev), **trunc)
