@@ -1146,7 +1146,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
              source_name: str = "natural", size: str = "S", steps: int = 100, seed: int = 0,
              batch_size: int = 16, min_foreground: float = 0.005, max_candidates: int = 64, rule: str = "median",
              n_labels: int = 1, stats: str = "training", prior_correction: float = 0.0, label_truncation: float = 0.0,
-             device: str | torch.device = "cpu", progress: bool = True, **train_kwargs: Any) -> dict[str, Any]:
+             judge_noise: bool = True, device: str | torch.device = "cpu", progress: bool = True,
+             **train_kwargs: Any) -> dict[str, Any]:
     """One-shot segmenters from oracle labels, scored against the oracle on every domain.
 
     For each mask of :data:`ddsutils.toyworld.MASKS`: the judge parser labels one source image (chosen among
@@ -1176,6 +1177,12 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
             mean face, so the one label is drawn on the generator's most typical image; 1: untruncated samples,
             like the evaluation images (the default before; on the toy zoo 0 scores higher in all six cells at
             ``seed`` 0 and 1, see the README's segmenter section). The evaluation images stay untruncated.
+        judge_noise: also score the judge against itself: the parser's masks of the same ``n`` images with the
+            generator's per-layer noise redrawn (seeded by ``seed + 2``, the same draws for every domain)
+            against its masks with the constant noise (``judge_noise_miou``). The layout is meant to come from
+            the latent, the noise only adds stochastic detail, so this says how much of the oracle's mask is
+            set by the noise alone, a reference for the segmenter's IoU (not a bound: both score the same
+            constant-noise images). Costs ``n`` more images and parses per domain.
         train_kwargs: more :func:`train_segmenter` options (e.g. ``standardise=False``, ``class_balance=0``).
         seed: seeds the training-candidate z (``seed``), the evaluation z (``seed + 1``) and training.
         batch_size: images per prediction chunk.
@@ -1183,7 +1190,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     Returns:
         JSON-able dict: ``results[mask][domain] = {"miou", "pooled_iou", "area_ratio", "n", "n_both_empty"}``
         (mIoU over images where either mask is non-empty; pooled = total intersection / total union; area ratio =
-        predicted / oracle mask pixels, > 1 when the masks are inflated), and
+        predicted / oracle mask pixels, > 1 when the masks are inflated; plus ``"judge_noise_miou"`` with
+        ``judge_noise``), and
         ``train[mask]`` (candidate index, foreground fraction, IoU on the labelled image itself, final
         loss, seconds).
 
@@ -1213,13 +1221,17 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
         cand_parts = torch.as_tensor(predict_parts(parser, cand_img)).to(torch.int64).cpu()
     eval_z = torch.randn(n, source.style_dim, generator=torch.Generator().manual_seed(seed + 1))
     oracle: dict[str, Tensor] = {}
+    redrawn: dict[str, Tensor] = {}
     with torch.no_grad():
         for name, G in gens.items():
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
+            if judge_noise:
+                imgs = _redrawn_noise_images(G, eval_z, seed=seed + 2, batch_size=batch_size)
+                redrawn[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
     out: dict[str, Any] = {"n": n, "seed": seed, "segmenter_size": size, "steps": steps, "truncation": 1.0,
                            "rule": rule, "n_labels": n_labels, "stats": stats, "prior_correction": prior_correction,
-                           "label_truncation": float(label_truncation),
+                           "label_truncation": float(label_truncation), "judge_noise": bool(judge_noise),
                            "train_options": dict(train_kwargs),
                            "domains": list(gens), "train": {}, "results": {}}
     for m in masks:
@@ -1248,17 +1260,37 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
                 "pooled_iou": int((p & t).sum()) / union if union else float("nan"),
                 "area_ratio": int(p.sum()) / int(t.sum()) if t.any() else float("nan"),
                 "n": n, "n_both_empty": int((~valid).sum())}
+            if judge_noise:
+                out["results"][m][name]["judge_noise_miou"] = float(
+                    mask_iou(part_mask(redrawn[name], m), gt).nanmean())
     return out
 
 
+@torch.no_grad()
+def _redrawn_noise_images(G: Generator, z: Tensor, *, seed: int, batch_size: int) -> Tensor:
+    """``G(z)`` with every per-layer noise map redrawn from N(0, 1) (CPU generator seeded with ``seed``, so
+    each generator gets the same draws) instead of the constant buffers: ``[N, 3, S, S]`` in about [-1, 1]."""
+    g, dev, out = torch.Generator().manual_seed(seed), _g_device(G), []
+    for i in range(0, z.shape[0], batch_size):
+        chunk = z[i:i + batch_size]
+        noise = [torch.randn(chunk.shape[0], 1, *b.shape[-2:], generator=g).to(dev) for b in G.noise_buffers()]
+        out.append(G(chunk.to(dev), noise=noise))
+    return torch.cat(out)
+
+
 def format_table(result: Mapping[str, Any]) -> str:
-    """Plain-text table of :func:`evaluate`'s results: one row per mask, mIoU / pooled IoU per domain."""
+    """Plain-text table of :func:`evaluate`'s results: one row per mask, mIoU / pooled IoU per domain (and the
+    judge's agreement with itself under redrawn noise, when measured)."""
     domains = list(result["domains"])
     head = f"{'mask':<18}" + "".join(f"{d:>24}" for d in domains)
     lines = [f"one-shot segmenter vs judge parser, n={result['n']} per domain (mIoU / pooled IoU)", head,
              "-" * len(head)]
     for m, per in result["results"].items():
         lines.append(f"{m:<18}" + "".join(f"{per[d]['miou']:>14.3f} / {per[d]['pooled_iou']:.3f}" for d in domains))
+    noisy = [(m, per) for m, per in result["results"].items() if all("judge_noise_miou" in per[d] for d in domains)]
+    if noisy:
+        lines += ["", "judge parser vs itself with the generator's noise redrawn (mIoU)", head, "-" * len(head)]
+        lines += [f"{m:<18}" + "".join(f"{per[d]['judge_noise_miou']:>24.3f}" for d in domains) for m, per in noisy]
     return "\n".join(lines)
 
 
@@ -1328,6 +1360,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
                    help="truncation psi of the labelled image toward the mean w (0: the mean face, 1: untruncated)")
     e.add_argument("--feature-dropout", type=float, default=0.5,
                    help="channel dropout on the features while training (0: none, as repurpose-gan)")
+    e.add_argument("--no-judge-noise", action="store_true",
+                   help="skip scoring the judge against itself with the generator's noise redrawn")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--device", default="cpu")
@@ -1348,7 +1382,7 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
                    n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    prior_correction=a.prior_correction, label_truncation=a.label_truncation,
-                   standardise=not a.no_standardise, class_balance=a.class_balance, step_size=a.step_size,
+                   judge_noise=not a.no_judge_noise, standardise=not a.no_standardise, class_balance=a.class_balance, step_size=a.step_size,
                    feature_dropout=a.feature_dropout)
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,
                 "seconds": round(time.perf_counter() - t0, 2)})

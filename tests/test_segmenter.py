@@ -620,3 +620,29 @@ def test_mask_iou_and_strict_json():
     iou = S.mask_iou(a, b)
     assert iou[0].item() == pytest.approx(4 / 12) and iou[1].item() == 0 and torch.isnan(iou[2])
     assert S._nan_to_none({"a": [float("nan"), 1.0], "b": {"c": float("nan")}}) == {"a": [None, 1.0], "b": {"c": None}}
+
+
+def _pixel_parts(parser, img: torch.Tensor) -> torch.Tensor:
+    """Like :func:`_stub_predict_parts`, but the hair is the brighter half (red channel) of the top rows, so the
+    masks follow the pixels (and the generator's noise)."""
+    lab = _stub_predict_parts(parser, img)
+    top = img[:, 0, : img.shape[-1] // 3]
+    lab[:, : img.shape[-1] // 3] = torch.where(top > top.flatten(1).median(1).values[:, None, None], 2, 1)
+    return lab
+
+
+def test_evaluate_scores_the_judge_against_redrawn_noise(capsys):
+    src = make_tiny_generator(seed=0)
+    kw = dict(parser="stub-parser", n=6, masks=["hair"], steps=20, batch_size=4, max_candidates=5, progress=False)
+    res = S.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
+    again = S.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
+    floor = {d: res["results"]["hair"][d]["judge_noise_miou"] for d in ("natural", "sketch")}
+    assert res["judge_noise"] is True and floor == {d: again["results"]["hair"][d]["judge_noise_miou"] for d in floor}
+    assert all(0.2 < v < 1.0 for v in floor.values()), floor  # the noise moves some pixels across the threshold
+    assert "noise redrawn" in S.format_table(res)
+    # a parser that ignores the pixels agrees with itself exactly; judge_noise=False skips the extra images
+    fixed = S.evaluate(src, {}, predict_parts=_stub_predict_parts, **kw)
+    assert fixed["results"]["hair"]["natural"]["judge_noise_miou"] == 1.0
+    off = S.evaluate(src, {}, predict_parts=_pixel_parts, judge_noise=False, **kw)
+    assert "judge_noise_miou" not in off["results"]["hair"]["natural"] and "noise redrawn" not in S.format_table(off)
+    assert off["results"]["hair"]["natural"]["miou"] == res["results"]["hair"]["natural"]["miou"] > 0.1  # untouched
