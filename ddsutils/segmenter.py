@@ -1195,7 +1195,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
         ``train[mask]`` (candidate index, foreground fraction, IoU on the labelled image itself, final
         loss, seconds).
 
-    Used in: notebooks/02_oneshot_segmenter.ipynb (toy-world check of the segmenter across domains).
+    Used in: ``python -m ddsutils.segmenter evaluate`` (the README's segmenter section);
+    notebooks/02_oneshot_segmenter.ipynb runs the same check inline for one mask.
     """
     from .toyworld import MASKS, part_mask
 
