@@ -1383,8 +1383,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
                    n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    prior_correction=a.prior_correction, label_truncation=a.label_truncation,
-                   judge_noise=not a.no_judge_noise, standardise=not a.no_standardise, class_balance=a.class_balance, step_size=a.step_size,
-                   feature_dropout=a.feature_dropout)
+                   judge_noise=not a.no_judge_noise, standardise=not a.no_standardise, class_balance=a.class_balance,
+                   step_size=a.step_size, feature_dropout=a.feature_dropout)
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,
                 "seconds": round(time.perf_counter() - t0, 2)})
     print(format_table(res))

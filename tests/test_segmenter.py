@@ -512,11 +512,13 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
+    assert res["judge_noise"] is True and res["results"]["hair"]["sketch"]["judge_noise_miou"] == 1.0  # fixed stub
     rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "6", "--step-size", "3", "--batch-size", "4",
-                 "--no-progress", "--masks", "hair"],
+                 "--no-progress", "--masks", "hair", "--no-judge-noise"],
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["train_options"]["step_size"] == 3 and res["steps"] == 6
+    assert res["judge_noise"] is False and "judge_noise_miou" not in res["results"]["hair"]["sketch"]
     # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
     fit, areas = {}, {}
     for lam in ("0", "2"):
