@@ -1274,8 +1274,7 @@ def _redrawn_noise_images(G: Generator, z: Tensor, *, seed: int, batch_size: int
     g, dev, out = torch.Generator().manual_seed(seed), _g_device(G), []
     for i in range(0, z.shape[0], batch_size):
         chunk = z[i:i + batch_size]
-        noise = [torch.randn(chunk.shape[0], 1, *b.shape[-2:], generator=g).to(dev) for b in G.noise_buffers()]
-        out.append(G(chunk.to(dev), noise=noise))
+        out.append(G(chunk.to(dev), noise=G.make_noise(chunk.shape[0], generator=g)))
     return torch.cat(out)
 
 
