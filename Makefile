@@ -9,13 +9,14 @@ NBVAL_ARGS  ?=
 PROFILE     ?= demo
 PAPER_TIMEOUT ?= 6h
 
-.PHONY: lab venv test test-notebooks test-all test-gpu demo paper figures strip strip-install weights verify-weights zoo bench clean help
+.PHONY: lab venv test test-notebooks test-all test-gpu demo paper figures figures-commit strip strip-install weights verify-weights zoo bench clean help
 
 help:
 	@echo "make demo            run the notebooks at the demo profile on CPU (runs/demo/, figures in runs/demo/figures/)"
 	@echo "make lab             JupyterLab on notebooks/ with the .venv kernel"
 	@echo "make paper           run the notebooks at the paper profile (GPU, 256 px public weights; runs/paper/)"
-	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) and refresh figures/"
+	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) into runs/PROFILE/figures/"
+	@echo "make figures-commit  the same, but refresh the committed figures/ (maintainers, after make demo)"
 	@echo "make test            CPU test-suite (not gpu / browser / slow), then the notebooks at the ci profile (nbval)"
 	@echo "make test-notebooks  only the notebooks at the ci profile (papermill-parameterised copies in build/ci, nbval)"
 	@echo "make strip           strip outputs from notebooks/*.ipynb (nbstripout; tags kept)"
@@ -64,8 +65,13 @@ demo: $(STAMP)
 paper: $(STAMP)
 	timeout $(PAPER_TIMEOUT) $(PY) -m ddsutils.demo --profile paper
 
+# Notebook 90 draws runs/$(PROFILE)/ results into runs/$(PROFILE)/figures/ (never the checkout);
+# figures-commit asks for the committed figures/ folder explicitly (fig_dir=figures).
 figures: $(STAMP)
 	$(PY) -m ddsutils.notebook run --profile $(PROFILE) --only 90_paper_figures
+
+figures-commit: $(STAMP)
+	$(PY) -m ddsutils.notebook run --profile $(PROFILE) --only 90_paper_figures --set fig_dir=figures
 
 strip: $(STAMP)
 	$(PY) -m nbstripout notebooks/*.ipynb

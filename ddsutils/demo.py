@@ -4,8 +4,9 @@
     python -m ddsutils.demo --profile paper           # make paper: 256 px public weights, GPU
     python -m ddsutils.demo --profile demo --only 03_dds_optimisation
 
-Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/``; the
-command ends with a table of wall times and the list of figures. It is :func:`ddsutils.notebook.main`'s
+Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/`` (also
+those of ``make figures``; only ``make figures-commit`` writes the committed ``figures/``); the command ends
+with a table of wall times and the list of figures. It is :func:`ddsutils.notebook.main`'s
 ``run`` command (see :mod:`ddsutils.notebook` for profiles and the run list).
 
 Without ``--profile`` it prints the foundation-stage environment report instead (torch, the weights
@@ -14,13 +15,12 @@ manifest, a random-weight generator in the public 256 px layout, toy-world rende
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import torch
 
-from . import viz
+from . import cli, viz
 from .stylegan2 import Generator
 
 
@@ -33,21 +33,30 @@ def _weights_table() -> None:
     weights.main(["list"])
 
 
+@cli.command
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ddsutils.demo", description=__doc__.splitlines()[0])
+    """``python -m ddsutils.demo``; user errors are one line and exit status 2 (:mod:`ddsutils.cli`)."""
+    p = cli.ArgumentParser(prog="python -m ddsutils.demo", description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=None, help="run the notebooks at this profile (ci | demo | paper)")
     p.add_argument("--only", nargs="+", default=None, help="notebook stems (default: the run list)")
-    p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for the notebook kernels")
+    p.add_argument("--threads", type=cli.argtype(cli.positive_int), default=None,
+                   help="OMP_NUM_THREADS for the notebook kernels")
     p.add_argument("--out", default=None, help="output folder (default runs/<profile>, or runs/demo)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the foundation report (no --profile)")
+    p.add_argument("--seed", type=cli.argtype(cli.non_negative_int), default=0,
+                   help="seed of the foundation report (no --profile)")
     a = p.parse_args(argv)
     if a.profile is not None:
         from . import notebook
 
         args = ["run", "--profile", a.profile] + (["--only", *a.only] if a.only else [])
         args += (["--out", a.out] if a.out else []) + (["--threads", str(a.threads)] if a.threads else [])
+        args += ["--debug"] if cli.debug_requested(argv) else []
         return notebook.main(args)
-    return _foundation_report(Path(a.out or "runs/demo"), a.seed)
+    out = Path(a.out or "runs/demo")
+    if out.exists() and not out.is_dir():
+        raise cli.UserError("is an existing file, not a folder; choose a folder for the report's images",
+                            argument="--out", value=a.out)
+    return _foundation_report(out, a.seed)
 
 
 def _foundation_report(out: Path, seed: int) -> int:

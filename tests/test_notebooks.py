@@ -172,3 +172,16 @@ def test_oracle_label_truncation_zero_labels_the_mean_face(monkeypatch):
     monkeypatch.setattr(judges, "predict_parts", lambda parser, img: torch.ones(img.shape[0], 32, 32, dtype=torch.long))
     with pytest.raises(ValueError, match="usable 'hair' mask.*mean face: try truncation=1"):
         NB.oracle_label(G, "hair", truncation=0.0)
+
+
+@pytest.mark.parametrize("profile", sorted(p.stem for p in NB.params_dir().glob("*.yaml")))
+def test_every_profile_passes_the_runners_parameter_check(profile):
+    """The check `notebook run` does before starting a kernel (names and types against each parameters cell)."""
+    NB.check_profile(profile)
+
+
+def test_parameter_spec_reads_types_and_defaults():
+    spec = NB.parameter_spec("04_ablations")
+    assert spec["n"] == ("int", 4) and spec["pairs"][0] == "list" and spec["profile"] == ("str", "demo")
+    NB.check_parameters("04_ablations", {"n": 2, "pairs": [["sketch", "natural"]], "lr": 1} if "lr" in spec else
+                        {"n": 2, "pairs": [["sketch", "natural"]]})
