@@ -84,9 +84,12 @@ class UserError(ValueError):
 
     def __str__(self) -> str:
         head = [self.argument] if self.argument else []
+        message = self.message
         if self.value is not _UNSET:
             head.append(show(self.value))
-        return ": ".join([*head, self.message])
+            if message.startswith(f"{head[-1]} "):  # "x.pt: x.pt is not ..." -> "x.pt: is not ..."
+                message = message[len(head[-1]) + 1:]
+        return ": ".join([*head, message])
 
 
 def show(value: Any) -> str:

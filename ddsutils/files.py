@@ -250,7 +250,12 @@ def _install(tmp: Path, out: Path, *, overwrite: bool, argument: str | None) -> 
 
 
 class NotACheckpointError(UserError):
-    """The file is not a PyTorch checkpoint at all, or it is damaged (empty, truncated, random bytes, text)."""
+    """The file is not a PyTorch checkpoint at all, or it is damaged (empty, truncated, random bytes, text);
+    ``detail`` says what it looks like (e.g. ``"1000 bytes, neither a torch zip archive nor an intact pickle"``)."""
+
+    def __init__(self, message: str, *, detail: str = "", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.detail = detail or message
 
 
 class UnsafeCheckpointError(UserError):
@@ -292,7 +297,8 @@ def _classify(path: Path, exc: BaseException) -> UserError:
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     size = path.stat().st_size
     if size == 0:
-        return NotACheckpointError(f"{path} is empty (0 bytes): not a checkpoint; download or save it again")
+        return NotACheckpointError(f"{path} is empty (0 bytes): not a checkpoint; download or save it again",
+                                   detail="an empty file")
     data: bytes | None
     if zipfile.is_zipfile(path):
         try:
@@ -326,7 +332,8 @@ def _classify(path: Path, exc: BaseException) -> UserError:
     else:
         what = reason
     return NotACheckpointError(f"{path} is not a PyTorch checkpoint or is corrupt ({size} bytes, {what}); it may be "
-                               "truncated, another format or the wrong file: download or save it again")
+                               "truncated, another format or the wrong file: download or save it again",
+                               detail=f"{size} bytes, {what}")
 
 
 def torch_load(path: str | os.PathLike, *, safe_globals: Sequence[Any] = ()) -> Any:

@@ -29,11 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cli import UserError
+from .cli import command as cli_command
 from .files import atomic_torch_save
 
 __all__ = [
     "Generator",
     "CheckpointError",
+    "CheckpointNotFoundError",
+    "check_finite",
     "load_generator",
     "load_checkpoint",
     "generator_state_dict",
@@ -475,8 +479,12 @@ class Generator(nn.Module):
 # Checkpoints
 
 
-class CheckpointError(ValueError):
-    """A file is not a usable generator checkpoint; the message says why and what to do."""
+class CheckpointError(UserError):
+    """A file is not a usable generator checkpoint; the message says why and what to do (a ``ValueError``)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """Neither a checkpoint file nor a weights manifest name (also a ``FileNotFoundError``)."""
 
 
 _GEN_MARKERS = ("style.1.weight", "input.input", "conv1.conv.weight")
@@ -489,29 +497,41 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     checkpoints pickle their ``args``); nothing else outside plain tensors/containers is unpickled.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        CheckpointError: not a torch checkpoint, truncated, or it pickles other objects.
+        CheckpointNotFoundError: no file at ``path`` (a ``FileNotFoundError``).
+        CheckpointError: not a torch checkpoint (random bytes, text, truncated), or a pickle of other objects
+            (then the message explains ``convert --trust``, which is only for files you trust).
     """
+    from .files import NotACheckpointError, UnsafeCheckpointError, torch_load
+
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise CheckpointNotFoundError(f"no checkpoint at {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch's safe unpickler raises many types on garbage input
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise CheckpointError(
-                f"{path} pickles objects outside the safe allow-list ({text}). If you trust the file, convert "
-                f"it once with `python -m ddsutils.stylegan2 convert {path} OUT.pt --trust` and load OUT.pt."
-            ) from exc
+        obj = torch_load(path, safe_globals=[argparse.Namespace])
+    except UnsafeCheckpointError as exc:
         raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint ({type(exc).__name__}: {text}); it may be truncated "
-            "or not a checkpoint at all. Download it again and check its sha256 (python -m ddsutils.weights verify)."
-        ) from exc
+            f"{path} pickles objects outside the safe allow-list ({', '.join(exc.globals) or 'see --debug'}). "
+            f"If you trust the file, convert it once with `python -m ddsutils.stylegan2 convert {path} OUT.pt "
+            "--trust` and load OUT.pt.") from exc
+    except NotACheckpointError as exc:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint ({exc.detail}): it may "
+            "be truncated or not a checkpoint at all. Download it again and check its sha256 "
+            "(python -m ddsutils.weights verify).") from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
     return dict(obj)
+
+
+def check_finite(sd: Mapping[str, Any], *, source: str) -> None:
+    """Raise :class:`CheckpointError` when a weight of ``sd`` (or ``latent_avg``) holds a NaN or an infinity."""
+    from .files import nonfinite_tensors
+
+    bad = nonfinite_tensors(sd)
+    if bad:
+        raise CheckpointError(f"{source} has NaN or infinite values in {len(bad)} weight(s) ({', '.join(bad[:5])}"
+                              f"{', ...' if len(bad) > 5 else ''}): the file is damaged or its training diverged; "
+                              "use another checkpoint (an earlier iteration, or download it again)")
 
 
 def generator_state_dict(ckpt: Mapping[str, Any], *, source: str = "checkpoint") -> tuple[dict, torch.Tensor | None]:
@@ -617,19 +637,33 @@ def load_generator(path_or_name: str | os.PathLike, *, device: str | torch.devic
         checkpoint has one.
 
     Raises:
-        FileNotFoundError / ddsutils.weights.WeightsUnavailableError: no such file or unavailable weights.
-        CheckpointError: unreadable file, wrong layout, wrong resolution, or keys that do not match.
+        CheckpointNotFoundError / ddsutils.weights.WeightsUnavailableError: no such file or name, or unavailable
+            weights (both are ``FileNotFoundError``).
+        CheckpointError: unreadable file, wrong layout, wrong resolution, keys that do not match, or weights
+            that are NaN or infinite.
 
     Used in: notebooks/01_load_generators.ipynb.
     """
+    from . import cli
+
+    if size is not None:
+        cli.positive_int(size, "size")
+    if lr_mlp is not None:
+        cli.float_arg(lr_mlp, "lr_mlp", min=0, min_open=True)
+    dev = cli.device(device, "device")
     path = Path(path_or_name)
     if not path.exists() and not str(path_or_name).endswith((".pt", ".pth", ".pkl")):
         from . import weights  # local import: weights is optional for plain paths
 
         if weights.is_known(str(path_or_name)):
             path = weights.resolve(str(path_or_name))
+        else:
+            raise CheckpointNotFoundError(
+                f"{path_or_name!r} is neither a checkpoint file nor a weights name; names: "
+                f"{', '.join(n for n, e in weights.load_manifest().items() if e.kind == 'stylegan2-generator')}")
     ckpt = load_checkpoint(path)
     sd, latent_avg = generator_state_dict(ckpt, source=str(path))
+    check_finite({**sd, **({"latent_avg": latent_avg} if latent_avg is not None else {})}, source=str(path))
     cfg = infer_config(sd)
     stored = ckpt.get("config") if isinstance(ckpt.get("config"), Mapping) else {}
     if size is not None and cfg["size"] != size:
@@ -643,7 +677,7 @@ def load_generator(path_or_name: str | os.PathLike, *, device: str | torch.devic
             raise CheckpointError(f"{path}: latent_avg has {latent_avg.shape[1]} dims, style_dim is {G.style_dim}")
         G.latent_avg = latent_avg
     G.requires_grad_(False).eval()
-    return G.to(_device(device))
+    return G.to(dev)
 
 
 def _device(device: str | torch.device) -> torch.device:
@@ -661,10 +695,20 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, trust:
     """
     src, dst = Path(src), Path(dst)
     if trust:
-        ckpt = torch.load(src, map_location="cpu", weights_only=False)
+        if not src.is_file():
+            raise CheckpointNotFoundError(f"no checkpoint at {src}")
+        try:
+            ckpt = torch.load(src, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - whatever the unpickler says, the file is not a checkpoint
+            raise CheckpointError(f"{src} is not a readable PyTorch checkpoint even without the allow-list "
+                                  f"({type(exc).__name__}: {str(exc).strip()[:120]}); it is damaged or another "
+                                  "format: download it again") from exc
+        if not isinstance(ckpt, Mapping):
+            raise CheckpointError(f"{src} holds a {type(ckpt).__name__}, not a checkpoint dict")
     else:
         ckpt = load_checkpoint(src)
     sd, latent_avg = generator_state_dict(ckpt, source=str(src))
+    check_finite(sd, source=str(src))
     cfg = infer_config(sd)
     G = Generator(cfg["size"], cfg["style_dim"], cfg["n_mlp"], channels=cfg["channels"])
     _strict_load(G, sd, source=str(src))  # validate before writing anything
@@ -676,24 +720,36 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, trust:
     return dst
 
 
+@cli_command
 def _main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ddsutils.stylegan2", description=__doc__.splitlines()[0])
+    """``python -m ddsutils.stylegan2 {convert,info}``; user errors are one line and exit status 2."""
+    from . import cli
+
+    p = cli.ArgumentParser(prog="python -m ddsutils.stylegan2", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("convert", help="rewrite a checkpoint as a safe {'g_ema', 'latent_avg'} file")
     c.add_argument("src")
     c.add_argument("dst")
     c.add_argument("--trust", action="store_true", help="unpickle the source without the allow-list")
     i = sub.add_parser("info", help="print the architecture a checkpoint implies")
-    i.add_argument("src")
+    i.add_argument("src", help="checkpoint file or weights manifest name")
     args = p.parse_args(argv)
     if args.cmd == "convert":
-        print(convert_checkpoint(args.src, args.dst, trust=args.trust))
+        src = cli.existing_file(args.src, "src", what="checkpoint")
+        dst = cli.output_file(args.dst, "dst")
+        if dst.exists() and dst.resolve() == src.resolve():
+            raise UserError("is the source file; write the converted checkpoint to another file", argument="dst",
+                            value=args.dst)
+        print(cli.load("src", args.src, lambda s: convert_checkpoint(s, dst, trust=args.trust)))
     else:
-        G = load_generator(args.src)
+        G = cli.load("src", args.src, load_generator)
         n = sum(p.numel() for p in G.parameters())
         print(f"size {G.size}  style_dim {G.style_dim}  n_mlp {G.n_mlp}  n_latent {G.n_latent}  "
               f"params {n:,}  channels {G.channels}  latent_avg {'yes' if G.latent_avg is not None else 'no'}")
     return 0
+
+
+main = _main
 
 
 if __name__ == "__main__":

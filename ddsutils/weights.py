@@ -61,12 +61,15 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from . import paths
+from .cli import UserError
+from .cli import command as cli_command
 
 __all__ = [
     "WeightsError",
     "WeightsUnavailableError",
     "ChecksumError",
     "UnsafePickleError",
+    "NotAGeneratorError",
     "Entry",
     "load_manifest",
     "is_known",
@@ -93,6 +96,7 @@ DOWNLOAD_TIMEOUT_S: float = 20.0
 PIP_TIMEOUT_S: int = 20
 PIP_TOTAL_TIMEOUT_S: int = 900
 _CHUNK = 1 << 20
+_QUIET_BELOW = 64 << 20  # no progress bar for copies / downloads of known size below 64 MiB
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEXPREFIX = re.compile(r"^[0-9a-f]{4,63}$")
 _FETCH_CMD = "python -m ddsutils.weights fetch"
@@ -101,8 +105,8 @@ _FETCH_CMD = "python -m ddsutils.weights fetch"
 # ----------------------------------------------------------------------------------------------------
 # errors
 # ----------------------------------------------------------------------------------------------------
-class WeightsError(RuntimeError):
-    """Base class of every error raised by :mod:`ddsutils.weights`."""
+class WeightsError(UserError, RuntimeError):
+    """Base class of every error raised by :mod:`ddsutils.weights` (a :class:`ddsutils.cli.UserError`)."""
 
 
 class WeightsUnavailableError(WeightsError, FileNotFoundError):
@@ -119,6 +123,10 @@ class ChecksumError(WeightsError):
 
 class UnsafePickleError(WeightsError, pickle.UnpicklingError):
     """A pickle asked for a global outside the numpy allow-list (or held a non-numeric array)."""
+
+
+class NotAGeneratorError(WeightsError):
+    """A file given for a generator entry does not load as a generator of the entry's architecture."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -149,6 +157,9 @@ class Entry:
         path: repository-relative path of a committed file (toy zoo).
         package_data: ``{"package", "resource", "version"}`` of a file shipped inside a wheel.
         notes: free text.
+        architecture: for ``stylegan2-generator`` entries, ``{"size", "style_dim", "n_mlp"}`` and optionally
+            ``"channel_multiplier"`` or ``"channels"``: a file given with ``fetch --from`` for an entry without a
+            pinned sha256 must load as a generator of exactly this architecture.
     """
 
     name: str
@@ -167,6 +178,7 @@ class Entry:
     path: str | None = None
     package_data: Mapping[str, str] | None = None
     notes: str = ""
+    architecture: Mapping[str, Any] | None = None
 
     @property
     def url_filename(self) -> str | None:
@@ -214,6 +226,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "path": (str, type(None)),
     "package_data": (dict, type(None)),
     "notes": str,
+    "architecture": (dict, type(None)),
 }
 _MANIFEST_CACHE: dict[tuple[str, int], dict[str, Entry]] = {}
 
@@ -258,6 +271,14 @@ def _entry_from_dict(raw: Mapping[str, Any], where: str) -> Entry:
     pkg = raw.get("package_data")
     if pkg is not None and not {"package", "resource"} <= set(pkg):
         raise WeightsError(f"{label}: package_data needs 'package' and 'resource'")
+    arch = raw.get("architecture")
+    if arch is not None:
+        if raw["kind"] != "stylegan2-generator":
+            raise WeightsError(f"{label}: 'architecture' is for stylegan2-generator entries")
+        if not {"size", "style_dim", "n_mlp"} <= set(arch) or set(arch) - {"size", "style_dim", "n_mlp",
+                                                                            "channel_multiplier", "channels"}:
+            raise WeightsError(f"{label}: architecture needs size, style_dim, n_mlp (and optionally "
+                               f"channel_multiplier or channels), got {sorted(arch)}")
     return Entry(
         name=raw["name"],
         kind=raw["kind"],
@@ -275,6 +296,7 @@ def _entry_from_dict(raw: Mapping[str, Any], where: str) -> Entry:
         path=raw.get("path"),
         package_data=dict(pkg) if pkg is not None else None,
         notes=raw.get("notes", ""),
+        architecture=dict(arch) if arch is not None else None,
     )
 
 
@@ -332,8 +354,12 @@ def entry(name: str) -> Entry:
     """
     entries = load_manifest()
     if name not in entries:
+        import difflib
+
+        near = difflib.get_close_matches(str(name), list(entries), n=1)
         raise WeightsError(
-            f"unknown weights {name!r}; known: {', '.join(entries)} (manifest {manifest_path()})"
+            f"unknown weights {name!r}{f' (did you mean {near[0]}?)' if near else ''}; known: {', '.join(entries)} "
+            f"(manifest {manifest_path()})"
         )
     return entries[name]
 
@@ -448,9 +474,63 @@ def _check_file(e: Entry, p: Path, *, mode: str) -> str:
                 )
             status = f"ok (sha256 prefix {e.sha256_prefix}; full sha256 {actual} unpinned)"
         else:
-            status = f"ok (unpinned; sha256 {actual})"
+            recorded = _recorded_sha256(p)
+            if recorded is not None and recorded != actual:
+                raise ChecksumError(
+                    f"{e.name}: {p} changed since it was fetched: sha256 {actual}, recorded {recorded} in "
+                    f"{_record_path(p)}. Run `{_FETCH_CMD} {e.name} --from PATH` again with the file you trust."
+                )
+            status = f"ok (unpinned; sha256 {actual}{', as recorded at fetch' if recorded else ''})"
     _VERIFIED[key] = status
     return status
+
+
+def _record_path(p: Path) -> Path:
+    """``<file>.sha256`` next to a cached file: the sha256 accepted by ``fetch`` for an unpinned entry."""
+    return p.with_name(p.name + ".sha256")
+
+
+def _recorded_sha256(p: Path) -> str | None:
+    try:
+        text = _record_path(p).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return text[0] if text and _HEX64.match(text[0]) else None
+
+
+def check_generator_file(e: Entry, path: Path, *, what: str) -> dict[str, Any]:
+    """Load ``path`` as a StyleGAN2 generator (strictly, weights finite) and compare it with the entry's
+    ``architecture``; returns the inferred architecture.
+
+    Raises:
+        NotAGeneratorError: not a checkpoint, not a generator, NaN / inf weights, or another architecture.
+    """
+    from .files import NotACheckpointError
+    from .stylegan2 import CheckpointError, default_channels, load_generator
+
+    try:
+        G = load_generator(path)
+    except CheckpointError as exc:
+        cause = exc.__cause__
+        reason = (f"not a PyTorch checkpoint: {cause.detail}" if isinstance(cause, NotACheckpointError)
+                  else exc.message.removeprefix(f"{path} "))
+        raise NotAGeneratorError(f"{what} is not a StyleGAN2 generator checkpoint for {e.name} ({reason}); "
+                                 "nothing was cached") from exc
+    got = {"size": G.size, "style_dim": G.style_dim, "n_mlp": G.n_mlp, "channels": dict(G.channels)}
+    arch = dict(e.architecture or {})
+    if arch:
+        want = {k: arch[k] for k in ("size", "style_dim", "n_mlp")}
+        if "channels" in arch:
+            want["channels"] = {int(k): int(v) for k, v in arch["channels"].items()}
+        elif "channel_multiplier" in arch:
+            full = default_channels(channel_multiplier=int(arch["channel_multiplier"]))
+            want["channels"] = {r: c for r, c in full.items() if r <= int(arch["size"])}
+        diff = {k: (got[k], v) for k, v in want.items() if got[k] != v}
+        if diff:
+            text = ", ".join(f"{k} {g} (expected {v})" for k, (g, v) in diff.items())
+            raise NotAGeneratorError(f"{what} is a generator of another architecture than {e.name}: {text}. Is it "
+                                     f"the file for {e.name}? Nothing was cached")
+    return got
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -785,7 +865,9 @@ def _copy_hashing(fsrc: IO[bytes], fdst: BinaryIO, *, total: int | None, desc: s
 
     h = hashlib.sha256()
     n = 0
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress, leave=False) as bar:
+    quick = total is not None and total < _QUIET_BELOW  # a bar only where the copy takes a while
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress or quick,
+              leave=False) as bar:
         while chunk := fsrc.read(_CHUNK):
             fdst.write(chunk)
             h.update(chunk)
@@ -857,12 +939,15 @@ def _fetch_network(e: Entry, *, progress: bool) -> Path:
 def _print_unpinned(e: Entry, actual: str) -> None:
     print(
         f"[ddsutils.weights] {e.name}: the manifest has no sha256 for {e.filename}; the file now in the cache "
-        f"has sha256 {actual}. Pin it: set \"sha256\": \"{actual}\" for {e.name!r} in {manifest_path()}.",
+        f"has sha256 {actual} (recorded beside it, so `verify` notices a later change). Pin it: set "
+        f"\"sha256\": \"{actual}\" for {e.name!r} in {manifest_path()}.",
         file=sys.stderr,
     )
 
 
 def _install_from(e: Entry, src: Path, *, progress: bool) -> Path:
+    if src.is_dir():
+        raise WeightsUnavailableError(f"{e.name}: --from {src} is a folder; give the downloaded file itself")
     if not src.is_file():
         raise WeightsUnavailableError(f"{e.name}: --from {src}: no such file")
     if e.offline_source is not None:
@@ -888,6 +973,12 @@ def _install_from(e: Entry, src: Path, *, progress: bool) -> Path:
         with open(src, "rb") as fs, open(tmp, "wb") as fd:
             actual, size = _copy_hashing(fs, fd, total=src.stat().st_size, desc=src.name, progress=progress)
         _check_digest(e, str(src), actual=actual, size=size, sha256=e.sha256, prefix=e.sha256_prefix, exp_size=e.size)
+        if e.sha256 is None and e.kind == "stylegan2-generator":  # no pinned hash: it must at least be one
+            check_generator_file(e, src, what=str(src))
+        if e.sha256 is None:
+            from .files import atomic_write_bytes
+
+            atomic_write_bytes(f"{actual}  {e.filename}\n".encode(), _record_path(target))
     if e.sha256 is None:
         _print_unpinned(e, actual)
     return target
@@ -1169,9 +1260,12 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m ddsutils.weights``; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m ddsutils.weights", description="DDS weights manifest and cache.")
+    """Entry point of ``python -m ddsutils.weights``; returns the exit status (user errors: one line, 2)."""
+    from . import cli
+
+    ap = cli.ArgumentParser(prog="python -m ddsutils.weights", description="DDS weights manifest and cache.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="list the manifest entries and whether they are cached")
     p_fetch = sub.add_parser("fetch", help="download (or copy in with --from) and verify one entry")
@@ -1182,26 +1276,26 @@ def main(argv: list[str] | None = None) -> int:
     p_verify = sub.add_parser("verify", help="check cached files against the manifest")
     p_verify.add_argument("name", nargs="?")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "list":
-            rows = [
-                [e.name, e.kind, _human_size(e.size), _short_hash(e), _cached_text(e), "yes" if e.manual else "no"]
-                for e in load_manifest().values()
-            ]
-            print(f"manifest: {manifest_path()}\ncache:    {paths.weights_dir()}"
-                  f"{'   (DDS_OFFLINE=1: no downloads)' if is_offline() else ''}\n")
-            print(_table(rows, ["name", "kind", "size", "sha256", "cached", "manual"]))
-            return 0
-        if args.cmd == "fetch":
-            p = fetch(args.name, src=args.src, progress=not args.quiet, force=args.force)
-            print(f"{args.name}: {p}")
-            return 0
-        rows_v = verify(args.name)
-        print(_table([[n, s] for n, s in rows_v], ["name", "status"]))
-        return 1 if any(s.startswith("MISMATCH") for _, s in rows_v) else 0
-    except WeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.cmd == "list":
+        rows = [
+            [e.name, e.kind, _human_size(e.size), _short_hash(e), _cached_text(e), "yes" if e.manual else "no"]
+            for e in load_manifest().values()
+        ]
+        print(f"manifest: {manifest_path()}\ncache:    {paths.weights_dir()}"
+              f"{'   (DDS_OFFLINE=1: no downloads)' if is_offline() else ''}\n")
+        print(_table(rows, ["name", "kind", "size", "sha256", "cached", "manual"]))
+        return 0
+    if args.name is not None:
+        cli.load("name", args.name, entry)
+    if args.cmd == "fetch":
+        src = cli.existing_file(args.src, "--from") if args.src is not None else None
+        p = cli.load("--from" if src else "name", args.src if src else args.name,
+                     lambda _: fetch(args.name, src=src, progress=not args.quiet, force=args.force))
+        print(f"{args.name}: {p}")
+        return 0
+    rows_v = verify(args.name)
+    print(_table([[n, s] for n, s in rows_v], ["name", "status"]))
+    return 1 if any(s.startswith("MISMATCH") for _, s in rows_v) else 0
 
 
 if __name__ == "__main__":

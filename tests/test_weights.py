@@ -242,7 +242,11 @@ def test_fetch_from_good_and_bad(
     assert W.fetch("unpinned", src=good_file, progress=False) == cache / "unpinned.bin"
     err = capsys.readouterr().err
     assert _sha(good) in err and "Pin it" in err
-    assert _listing(cache) == ["pinned.bin", "unpinned.bin"]
+    assert _listing(cache) == ["pinned.bin", "unpinned.bin", "unpinned.bin.sha256"]  # the sha256 it was given
+    assert (cache / "unpinned.bin.sha256").read_text() == f"{_sha(good)}  unpinned.bin\n"
+    assert dict(W.verify("unpinned"))["unpinned"].endswith("as recorded at fetch)")
+    (cache / "unpinned.bin").write_bytes(b"swapped later")
+    assert "changed since it was fetched" in dict(W.verify("unpinned"))["unpinned"]
     with pytest.raises(W.WeightsUnavailableError, match="no such file"):
         W.fetch("pinned", src=tmp_path / "missing.pt")
 
@@ -449,3 +453,38 @@ def test_local_entry_pins_hash_and_refuses_files_outside_the_repo(tmp_path: Path
     (tmp_path / "w.pt").write_bytes(b"0")
     with pytest.raises(ValueError, match="not inside the repository"):
         W.local_entry(tmp_path / "w.pt", name="x", kind="judge", source="s", notes="n")
+
+
+def test_unpinned_generator_entry_must_load_as_its_architecture(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fetch NAME --from FILE` for an unpinned generator entry loads FILE as a generator of the entry's
+    architecture first; anything else (text, another size, NaN weights) leaves the cache empty."""
+    import torch
+
+    from conftest import make_tiny_generator
+
+    G = make_tiny_generator(size=32)
+    arch = {"size": 32, "style_dim": 32, "n_mlp": 2, "channels": {str(k): v for k, v in G.channels.items()}}
+    _write_manifest(tmp_path, monkeypatch, [_plain_entry("g32", kind="stylegan2-generator", manual=True,
+                                                         instructions="x", architecture=arch)])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a checkpoint\n")
+    g16 = tmp_path / "g16.pt"
+    torch.save({"g_ema": make_tiny_generator(size=16).state_dict()}, g16)
+    nan = tmp_path / "nan.pt"
+    sd = {k: v.clone() for k, v in G.state_dict().items()}
+    sd["conv1.conv.weight"][0, 0, 0, 0, 0] = float("nan")
+    torch.save({"g_ema": sd}, nan)
+    for bad, text in ((notes, "not a PyTorch checkpoint"), (g16, r"size 16 \(expected 32\)"),
+                      (nan, "NaN or infinite values in 1 weight")):
+        with pytest.raises(W.NotAGeneratorError, match=text):
+            W.fetch("g32", src=bad, progress=False)
+        assert _listing(cache) == []
+    good = tmp_path / "g32.pt"
+    torch.save({"g_ema": G.state_dict()}, good)
+    assert W.fetch("g32", src=good, progress=False) == cache / "g32.bin"
+    assert (cache / "g32.bin.sha256").read_text().split()[0] == W.sha256_file(good)
+    real = W.load_manifest(REPO / "weights" / "manifest.json")
+    for name in ("ffhq-256", "fewshot-caricature-256", "fewshot-sketch-256"):
+        assert real[name].architecture == {"size": 256, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2}
