@@ -59,7 +59,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import cli
 from . import toyworld as tw
+from .cli import UserError
 from . import weights as W
 
 __all__ = [
@@ -120,11 +122,11 @@ _FORMAT = "ddsutils.judges/1"
 _STEP_STRIDE = 2**24  # training seed = seed * _STEP_STRIDE + step (+ stream offset)
 
 
-class JudgeError(RuntimeError):
-    """A judge file is missing, malformed or does not fit the architecture."""
+class JudgeError(UserError, RuntimeError):
+    """A judge file is missing, malformed or does not fit the architecture (a :class:`ddsutils.cli.UserError`)."""
 
 
-class JudgeKindError(JudgeError, ValueError):
+class JudgeKindError(JudgeError):
     """A judge file holds another kind of judge than the one asked for."""
 
 
@@ -792,13 +794,19 @@ def load_judge_file(
         JudgeKindError: the file holds the other kind of judge.
         JudgeError: missing file, not a judge file, or a state dict that does not fit.
     """
+    from .files import NotACheckpointError, UnsafeCheckpointError, nonfinite_tensors, torch_load
+
     p = Path(path)
     if not p.is_file():
         raise JudgeError(f"judge file not found: {p}")
     try:
-        data = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, unsafe pickle, truncated
-        raise JudgeError(f"{p} cannot be read as a judge file ({type(exc).__name__}: {str(exc)[:200]})") from exc
+        data = torch_load(p)
+    except NotACheckpointError as exc:
+        raise JudgeError(f"{p} cannot be read as a judge file (not a PyTorch file or corrupt: {exc.detail}); restore "
+                         "it (git checkout -- weights/) or train it again") from exc
+    except UnsafeCheckpointError as exc:
+        raise JudgeError(f"{p} cannot be read as a judge file: it pickles code outside the weights-only allow-list "
+                         f"({', '.join(exc.globals)}) and was not loaded") from exc
     if not isinstance(data, Mapping) or not {"state_dict", "config", "classes"} <= set(data):
         keys = sorted(data)[:6] if isinstance(data, Mapping) else type(data).__name__
         raise JudgeError(
@@ -808,7 +816,7 @@ def load_judge_file(
     got = config.get("kind")
     want = {"parser": KIND_PARSER, "domain": KIND_DOMAIN}.get(kind, kind) if kind is not None else None
     if want is not None and want not in _KIND_CLASSES:
-        raise ValueError(f"unknown judge kind {kind!r}; expected one of {sorted(_KIND_CLASSES)}")
+        raise JudgeError(f"unknown judge kind {kind!r}; expected one of {sorted(_KIND_CLASSES)}")
     if got not in _KIND_CLASSES:
         raise JudgeError(f"{p}: unknown judge kind {got!r} in its config")
     if want is not None and got != want:
@@ -816,6 +824,10 @@ def load_judge_file(
             f"{p} holds a {got!r} judge, but a {want!r} was asked for "
             f"(load it with kind={got!r}, or pick the {WEIGHT_NAMES[want]!r} weights)"
         )
+    bad = nonfinite_tensors(data["state_dict"]) if isinstance(data["state_dict"], Mapping) else []
+    if bad:
+        raise JudgeError(f"{p} has NaN or infinite values in {len(bad)} weight(s) ({', '.join(bad[:5])}): the file is "
+                         "damaged or its training diverged; restore it (git checkout -- weights/) or train it again")
     cls = _KIND_CLASSES[got]
     model = cls(channels=config["channels"], size=config.get("size", 64))
     if list(data["classes"]) != list(model.classes) or config.get("num_classes") != model.num_classes:
@@ -1097,103 +1109,124 @@ def manifest_entry(path: str | os.PathLike[str], *, name: str, notes: str) -> di
 # CLI
 # ----------------------------------------------------------------------------------------------------
 def _parse_channels(text: str) -> tuple[int, ...]:
-    return tuple(int(c) for c in text.split(","))
+    try:
+        ch = tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: must be comma-separated whole numbers, e.g. 16,32,64,128") from None
+    if len(ch) < 2 or any(c < 1 for c in ch):
+        raise argparse.ArgumentTypeError(f"{text}: must be two or more widths >= 1, e.g. 16,32,64,128")
+    return ch
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m ddsutils.judges``; returns the exit status."""
-    ap = argparse.ArgumentParser(prog="python -m ddsutils.judges", description="Train / evaluate the toy-world judges.")
+    """Entry point of ``python -m ddsutils.judges``; returns the exit status (user errors: one line, 2)."""
+    pos = cli.argtype(cli.positive_int)
+    ap = cli.ArgumentParser(prog="python -m ddsutils.judges", description="Train / evaluate the toy-world judges.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the part parser and / or the domain segmenter")
     t.add_argument("--which", choices=("parser", "domain", "both"), default="both")
-    t.add_argument("--steps", type=int, default=None, help="steps for each judge (default: per judge)")
-    t.add_argument("--parser-steps", type=int, default=2000)
-    t.add_argument("--domain-steps", type=int, default=1600)
-    t.add_argument("--batch", type=int, default=24)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--steps", type=pos, default=None, help="steps for each judge (default: per judge)")
+    t.add_argument("--parser-steps", type=pos, default=2000)
+    t.add_argument("--domain-steps", type=pos, default=1600)
+    t.add_argument("--batch", type=pos, default=24)
+    t.add_argument("--lr", type=cli.argtype(cli.float_arg, min=0, min_open=True), default=3e-3)
+    t.add_argument("--seed", type=cli.argtype(cli.non_negative_int), default=0)
     t.add_argument("--channels", type=_parse_channels, default=(16, 32, 64, 128))
     t.add_argument("--device", default="cpu")
-    t.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    t.add_argument("--threads", type=pos, default=1, help="torch threads (default 1)")
     t.add_argument("--out", default="weights", help="output folder (default weights/)")
     t.add_argument("--update-manifest", action="store_true",
                    help="add / replace the judge-*-64 entries of weights/manifest.json (files under the repo only)")
     t.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("evaluate", help="evaluate judges on held-out renders and print tables")
-    e.add_argument("--n", type=int, default=1000, help="held-out identities (default 1000)")
+    e.add_argument("--n", type=pos, default=1000, help="held-out identities (default 1000)")
     e.add_argument("--parser", default=WEIGHT_NAMES[KIND_PARSER], help="manifest name or .pt path ('' to skip)")
     e.add_argument("--domain", default=WEIGHT_NAMES[KIND_DOMAIN], help="manifest name or .pt path ('' to skip)")
-    e.add_argument("--seed", type=int, default=EVAL_SEED)
-    e.add_argument("--threads", type=int, default=None)
+    e.add_argument("--seed", type=cli.argtype(cli.non_negative_int), default=EVAL_SEED)
+    e.add_argument("--threads", type=pos, default=None)
     e.add_argument("--json", default=None, help="also write the results as JSON here")
     e.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-    try:
-        if a.cmd == "train":
-            out_dir = Path(a.out)
-            command = "python -m ddsutils.judges " + " ".join(sys.argv[1:] if argv is None else argv)
-            new_entries = []
-            for which, fn, default_steps in (
-                ("parser", train_parser, a.parser_steps), ("domain", train_domain_segmenter, a.domain_steps),
-            ):
-                if a.which not in (which, "both"):
-                    continue
-                steps = a.steps if a.steps is not None else default_steps
-                model = fn(
-                    steps=steps, batch=a.batch, lr=a.lr, seed=a.seed, device=a.device, progress=not a.no_progress,
-                    channels=a.channels, threads=a.threads,
+    prog = "ddsutils.judges"
+    if a.cmd == "train":
+        out_dir = Path(a.out)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError("is an existing file, not a folder; give the folder for the judge files", argument="--out",
+                            value=a.out)
+        cli.device(a.device, "--device")
+        if a.update_manifest:
+            try:
+                W.repo_relative(out_dir)
+            except ValueError:
+                raise UserError("is outside the repository, so --update-manifest cannot commit its files; drop "
+                                "--update-manifest or write into weights/", argument="--out", value=a.out) from None
+        command = "python -m ddsutils.judges " + " ".join(sys.argv[1:] if argv is None else argv)
+        new_entries = []
+        for which, fn, default_steps in (
+            ("parser", train_parser, a.parser_steps), ("domain", train_domain_segmenter, a.domain_steps),
+        ):
+            if a.which not in (which, "both"):
+                continue
+            steps = a.steps if a.steps is not None else default_steps
+            cli.say(f"training the {which} judge: {steps} steps of batch {a.batch} on {a.device}", prog=prog)
+            model = fn(
+                steps=steps, batch=a.batch, lr=a.lr, seed=a.seed, device=a.device, progress=not a.no_progress,
+                channels=a.channels, threads=a.threads,
+            )
+            model.train_args["command"] = command  # type: ignore[attr-defined]
+            name = WEIGHT_NAMES[model.kind]
+            path = save_judge(model, out_dir / f"{name}.pt")
+            ta = model.train_args  # type: ignore[attr-defined]
+            print(f"{name}: {path} ({path.stat().st_size / 1e6:.2f} MB, {model.n_params():,} parameters, "
+                  f"{ta['wall_time_s']:.0f} s)")
+            if a.update_manifest:
+                notes = (
+                    f"{model.kind} ({type(model).__name__}, TinyUNet channels {list(model.channels)}, "
+                    f"{model.n_params():,} parameters, float32). Trained only on toy-world renders (never on "
+                    f"GAN samples). Training: `{command}`; steps {ta['steps']}, batch {ta['batch']}, lr "
+                    f"{ta['lr']}, seed {ta['seed']}; wall time {ta['wall_time_s']:.0f} s on {ta['hardware']} "
+                    f"with {ta['threads']} thread(s) (torch {ta['torch']}). Evaluate with "
+                    f"`python -m ddsutils.judges evaluate --n 1000`."
                 )
-                model.train_args["command"] = command  # type: ignore[attr-defined]
-                name = WEIGHT_NAMES[model.kind]
-                path = save_judge(model, out_dir / f"{name}.pt")
-                ta = model.train_args  # type: ignore[attr-defined]
-                print(f"{name}: {path} ({path.stat().st_size / 1e6:.2f} MB, {model.n_params():,} parameters, "
-                      f"{ta['wall_time_s']:.0f} s)")
-                if a.update_manifest:
-                    notes = (
-                        f"{model.kind} ({type(model).__name__}, TinyUNet channels {list(model.channels)}, "
-                        f"{model.n_params():,} parameters, float32). Trained only on toy-world renders (never on "
-                        f"GAN samples). Training: `{command}`; steps {ta['steps']}, batch {ta['batch']}, lr "
-                        f"{ta['lr']}, seed {ta['seed']}; wall time {ta['wall_time_s']:.0f} s on {ta['hardware']} "
-                        f"with {ta['threads']} thread(s) (torch {ta['torch']}). Evaluate with "
-                        f"`python -m ddsutils.judges evaluate --n 1000`."
-                    )
-                    new_entries.append(manifest_entry(path, name=name, notes=notes))
-                elif W.is_known(name) and W.entry(name).path is not None:
-                    from . import paths
+                new_entries.append(manifest_entry(path, name=name, notes=notes))
+            elif W.is_known(name) and W.entry(name).path is not None:
+                from . import paths
 
-                    pinned = W.entry(name)
-                    same = (paths.repo_root() / pinned.path).resolve() == path.resolve()
-                    if same and pinned.sha256 != W.sha256_file(path):
-                        print(f"warning: {path} no longer matches the sha256 pinned for {name!r} in "
-                              f"{W.manifest_path()}; rerun with --update-manifest or `git checkout -- {pinned.path}`",
-                              file=sys.stderr)
-            if new_entries:
-                print(f"manifest updated: {W.update_manifest(new_entries)}")
-            return 0
-        before = torch.get_num_threads()
-        if a.threads is not None:
-            torch.set_num_threads(a.threads)
-        try:
-            res: dict[str, Any] = {}
-            if a.parser:
-                parser = load_judge(a.parser, kind=KIND_PARSER)
-                res["parser"] = evaluate_parser(parser, n=a.n, seed=a.seed, progress=not a.no_progress)
-            if a.domain:
-                seg = load_judge(a.domain, kind=KIND_DOMAIN)
-                res["domain"] = evaluate_domain_segmenter(seg, n=a.n, seed=a.seed, progress=not a.no_progress)
-        finally:
-            torch.set_num_threads(before)
-        print(format_report(res.get("parser"), res.get("domain")))
-        if a.json:
-            from .viz import atomic_write_bytes
-
-            atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode("utf-8"), a.json)
-            print(f"wrote {a.json}")
+                pinned = W.entry(name)
+                same = (paths.repo_root() / pinned.path).resolve() == path.resolve()
+                if same and pinned.sha256 != W.sha256_file(path):
+                    print(f"warning: {path} no longer matches the sha256 pinned for {name!r} in "
+                          f"{W.manifest_path()}; rerun with --update-manifest or `git checkout -- {pinned.path}`",
+                          file=sys.stderr)
+        if new_entries:
+            print(f"manifest updated: {W.update_manifest(new_entries)}")
         return 0
-    except (JudgeError, ValueError, W.WeightsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    json_path = cli.output_file(a.json, "--json") if a.json else None
+    if not a.parser and not a.domain:
+        raise UserError("and --domain are both empty: nothing to evaluate", argument="--parser", value="")
+    parser = cli.load("--parser", a.parser, lambda v: load_judge(v, kind=KIND_PARSER)) if a.parser else None
+    seg = cli.load("--domain", a.domain, lambda v: load_judge(v, kind=KIND_DOMAIN)) if a.domain else None
+    before = torch.get_num_threads()
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    try:
+        res: dict[str, Any] = {}
+        if parser is not None:
+            cli.say(f"evaluating the part parser on {a.n} held-out identities", prog=prog)
+            res["parser"] = evaluate_parser(parser, n=a.n, seed=a.seed, progress=not a.no_progress)
+        if seg is not None:
+            cli.say(f"evaluating the domain segmenter on {a.n} held-out identities", prog=prog)
+            res["domain"] = evaluate_domain_segmenter(seg, n=a.n, seed=a.seed, progress=not a.no_progress)
+    finally:
+        torch.set_num_threads(before)
+    print(format_report(res.get("parser"), res.get("domain")))
+    if json_path is not None:
+        from .files import atomic_write_bytes
+
+        atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode("utf-8"), json_path)
+        print(f"wrote {json_path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .cli import UserError
+from .cli import command as cli_command
 from .stylegan2 import Generator
 
 __all__ = [
@@ -107,8 +109,9 @@ _FORMAT = "ddsutils.segmenter"
 _VERSION = 2  # 2: per-channel feature standardisation statistics (feature_mean / feature_std)
 
 
-class SegmenterError(ValueError):
-    """Bad input to the segmenter functions (labels, latents, files); the message says what to do."""
+class SegmenterError(UserError):
+    """Bad input to the segmenter functions (labels, latents, files); the message says what to do (a
+    ``ValueError`` and a :class:`ddsutils.cli.UserError`)."""
 
 
 class ArchitectureMismatchError(SegmenterError):
@@ -578,60 +581,107 @@ def _labels_to_ids(labels: Any, *, n: int, size: int, n_class: int) -> Tensor:
     return lab
 
 
+def _otsu_threshold(values: Any) -> int:
+    """Otsu's threshold of a uint8 array: ``t`` in [1, 255] such that ``values >= t`` splits it best (the middle
+    of the best plateau, so two levels ``a < b`` give about ``(a + b) / 2``)."""
+    import numpy as np
+
+    hist = np.bincount(np.asarray(values, dtype=np.uint8).ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    total, total_sum = hist.sum(), (hist * levels).sum()
+    w0 = np.cumsum(hist)[:-1]  # pixels below t = 1..255
+    s0 = np.cumsum(hist * levels)[:-1]
+    w1 = total - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.where((w0 > 0) & (w1 > 0), w0 * w1 * (s0 / w0 - (total_sum - s0) / w1) ** 2, -1.0)
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-12))
+    return int(best[len(best) // 2]) + 1
+
+
 def load_mask_png(path: str | os.PathLike, *, size: int, resize: bool = False,
                   threshold: int | None = None) -> Tensor:
     """Load a binary part mask from an image file (e.g. saved by :class:`ddsutils.widgets.MaskPainter`).
 
-    The image is converted to 8-bit grey. Accepted values: {0, 255} or {0, 1} (1-bit PNGs and palette
-    images convert to these); anything else needs ``threshold``.
+    Each pixel's value is its brightest channel (grey images: the grey level), so white and a pure colour
+    (e.g. a red overlay on black) are foreground. Transparency counts: when the image has an alpha channel
+    (RGBA, grey + alpha, palette with transparency) that is not fully opaque, a transparent pixel is
+    background. If the colour is the same everywhere, the alpha channel alone is the mask (a mask held only in
+    alpha); otherwise the value is multiplied by alpha (a colour mask on a transparent background).
+    Accepted values: {0, 255} or {0, 1} (1-bit PNGs and palette images convert to these); anything else needs
+    ``threshold``, and the error suggests one that splits the image's levels (Otsu's method) with the share of
+    pixels it makes foreground.
 
     Args:
         path: PNG (or any format Pillow reads).
         size: expected height = width (the generator's resolution).
         resize: nearest-neighbour resize a square mask of another size instead of raising.
-        threshold: if given, foreground = grey value >= ``threshold`` (for anti-aliased masks).
+        threshold: if given (1-255), foreground = value >= ``threshold`` (for anti-aliased masks).
 
     Returns:
         float32 ``[1, 1, size, size]`` with values in {0, 1}.
 
     Raises:
         FileNotFoundError: no such file.
-        SegmenterError: not an image, not square, wrong size, or grey levels other than 0/1/255.
+        SegmenterError: not an image, not square, wrong size, or levels other than 0/1/255 without
+            ``threshold``; a bad ``size`` or ``threshold``.
 
     Used in: notebooks/02_oneshot_segmenter.ipynb.
     """
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from . import cli
+
+    cli.positive_int(size, "size")
+    if threshold is not None:
+        threshold = cli.int_arg(threshold, "threshold", min=1, max=255)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no mask file at {path}")
+        raise FileNotFoundError(f"no mask file at {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
         with Image.open(path) as im:
             im.load()
-            grey = im.convert("L") if im.mode != "L" else im.copy()
-    except (UnidentifiedImageError, OSError) as exc:
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("L", "RGB") and "transparency" in im.info:
+                im = im.convert("LA" if im.mode == "L" else "RGBA")
+            elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+                im = im.convert("L")
+            arr = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise SegmenterError(f"{path} is not a readable image ({exc})") from exc
-    w, h = grey.size
+    h, w = arr.shape[:2]
     if w != h:
         raise SegmenterError(f"{path} is {w}x{h}; masks must be square ({size}x{size})")
+    alpha = arr[..., -1] if arr.ndim == 3 and arr.shape[-1] in (2, 4) else None
+    colour = arr if arr.ndim == 2 else arr[..., : (1 if arr.shape[-1] <= 2 else 3)]
+    value = colour if colour.ndim == 2 else colour.max(axis=-1)
+    if alpha is not None and (alpha < 255).any():
+        if value.min() == value.max():  # one colour everywhere: the shape is in the alpha channel
+            value = alpha
+        else:  # transparent is background: composite onto black
+            value = ((value.astype(np.uint16) * alpha + 127) // 255).astype(np.uint8)
     if w != size:
         if not resize:
             raise SegmenterError(f"{path} is {w}x{h} but the generator makes {size}x{size} images; pass "
                                  f"resize=True to resize it (nearest neighbour) or paint it on a {size} px image")
-        grey = grey.resize((size, size), Image.Resampling.NEAREST)
-    arr = torch.frombuffer(bytearray(grey.tobytes()), dtype=torch.uint8).view(size, size)
+        value = np.asarray(Image.fromarray(value).resize((size, size), Image.Resampling.NEAREST))
+    arr_t = torch.from_numpy(np.array(value, dtype=np.uint8))  # a writable copy
     if threshold is not None:
-        mask = arr >= int(threshold)
+        mask = arr_t >= threshold
     else:
-        values = set(arr.unique().tolist())
+        values = set(arr_t.unique().tolist())
         if values <= {0, 255}:
-            mask = arr == 255
+            mask = arr_t == 255
         elif values <= {0, 1}:
-            mask = arr == 1
+            mask = arr_t == 1
         else:
             others = sorted(values - {0, 1, 255})
-            raise SegmenterError(f"{path} has {len(values)} grey levels (e.g. {others[:5]}), not a hard 0/255 mask "
-                                 "(anti-aliased or a colour overlay?); pass threshold=128 to binarise it")
+            t = _otsu_threshold(value)
+            share = float((arr_t >= t).float().mean())
+            raise SegmenterError(f"{path} has {len(values)} levels (e.g. {others[:5]}), not a hard 0/255 mask "
+                                 f"(anti-aliased, or drawn over the image?); pass threshold={t} to binarise it "
+                                 f"(foreground = brightest channel >= {t}: {share:.1%} of the pixels)")
     return mask.to(torch.float32)[None, None]
 
 
@@ -709,19 +759,29 @@ def train_segmenter(G: Generator, latents: Tensor, labels: Any, *, part: str = "
     """
     from tqdm.auto import tqdm
 
-    if not 0 <= feature_dropout < 1:
+    from . import cli
+
+    if not isinstance(G, Generator):
+        raise SegmenterError(f"G must be a ddsutils Generator (stylegan2.load_generator), got {type(G).__name__}")
+    if not (isinstance(feature_dropout, (int, float)) and 0 <= feature_dropout < 1):
         raise SegmenterError(f"feature_dropout must be in [0, 1), got {feature_dropout}")
-    if not 0 <= class_balance <= 1:
+    if not (isinstance(class_balance, (int, float)) and 0 <= class_balance <= 1):
         raise SegmenterError(f"class_balance must be in [0, 1], got {class_balance}")
-    if steps < 1 or lr <= 0 or step_size < 1 or stats_samples < 1:
-        raise SegmenterError(f"need steps >= 1, lr > 0, step_size >= 1, stats_samples >= 1; got {steps}, {lr}, "
-                             f"{step_size}, {stats_samples}")
+    try:
+        steps, step_size, stats_samples = (cli.positive_int(v, k) for k, v in
+                                           (("steps", steps), ("step_size", step_size), ("stats_samples", stats_samples)))
+        lr = cli.float_arg(lr, "lr", min=0, min_open=True)
+        weight_decay = cli.float_arg(weight_decay, "weight_decay", min=0)
+        gamma = cli.float_arg(gamma, "gamma", min=0, min_open=True)
+        truncation = cli.float_arg(truncation, "truncation")
+    except UserError as exc:
+        raise SegmenterError(str(exc)) from None
+    if size not in FEWSHOT_SIZES:
+        raise SegmenterError(f"size must be one of {tuple(FEWSHOT_SIZES)}, got {size!r}")
     classes = tuple(classes) if classes is not None else ("background", part)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise SegmenterError(f"classes must be >= 2 distinct names, got {classes}")
-    latents = torch.as_tensor(latents)
-    if latents.ndim not in (2, 3):
-        raise SegmenterError(f"latents must be [N, D] or [N, L, D], got {list(latents.shape)}")
+    latents = _check_latents(latents, G)
     ids = _labels_to_ids(labels, n=latents.shape[0], size=G.size, n_class=len(classes))
     device = torch.device(device)
     t0 = time.perf_counter()
@@ -795,6 +855,25 @@ def train_segmenter(G: Generator, latents: Tensor, labels: Any, *, part: str = "
             "losses": losses, "seconds": round(time.perf_counter() - t0, 3)}
     seg.train_info = info
     return seg
+
+
+def _check_latents(latents: Any, G: Generator, *, min_n: int = 1) -> Tensor:
+    """``latents`` as a float tensor ``[N, D]`` or ``[N, L, D]`` with ``D = G.style_dim``, N >= min_n, all finite."""
+    if isinstance(latents, (str, os.PathLike)):
+        raise SegmenterError("latents is a path; load the tensor first (torch.load) or draw it with torch.randn")
+    try:
+        lat = torch.as_tensor(latents)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise SegmenterError(f"latents must be a tensor or array [N, {G.style_dim}], got {type(latents).__name__}") \
+            from exc
+    if lat.ndim not in (2, 3) or lat.shape[0] < min_n or lat.shape[-1] != G.style_dim:
+        raise SegmenterError(f"latents must be [N, D] or [N, L, D] with N >= {min_n} and D = style_dim {G.style_dim}, "
+                             f"got {list(lat.shape)}")
+    if not lat.is_floating_point():
+        lat = lat.float()
+    if not bool(torch.isfinite(lat).all()):
+        raise SegmenterError("latents contain NaN or inf")
+    return lat
 
 
 def _class_ids(segmenter: Segmenter, part_class: int | str | Sequence[int | str]) -> list[int]:
@@ -877,9 +956,9 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
         ti = segmenter.train_info
         own = feature_stats(G, n=int(ti.get("stats_samples") or 64), seed=int(ti.get("seed", 0)),
                             truncation=truncation, truncation_latent=truncation_latent, noise=noise)
-    if batch_size < 1:
-        raise SegmenterError(f"batch_size must be >= 1, got {batch_size}")
-    latents = torch.as_tensor(latents)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise SegmenterError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+    latents = _check_latents(latents, G, min_n=0)
     gdev = _g_device(G)
     net = segmenter.net if segmenter.device == gdev else copy.deepcopy(segmenter.net).to(gdev)
     was_training = net.training
@@ -977,14 +1056,19 @@ def load_segmenter(path: str | os.PathLike, *, G: Generator | None = None,
 
     Used in: notebooks/02_oneshot_segmenter.ipynb.
     """
+    from .files import NotACheckpointError, UnsafeCheckpointError, nonfinite_tensors, torch_load
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no segmenter file at {path}")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SegmenterError(f"{path} is not a readable segmenter file ({type(exc).__name__}: {first})") from exc
+        obj = torch_load(path)
+    except NotACheckpointError as exc:
+        raise SegmenterError(f"{path} is not a readable segmenter file (not a PyTorch file or corrupt: {exc.detail}); "
+                             "train and save it again with train_segmenter / save_segmenter") from exc
+    except UnsafeCheckpointError as exc:
+        raise SegmenterError(f"{path} is not a segmenter file: it pickles code outside the weights-only allow-list "
+                             f"({', '.join(exc.globals)}) and was not loaded") from exc
     if not isinstance(obj, Mapping) or obj.get("format") != _FORMAT:
         raise SegmenterError(f"{path} is not a ddsutils segmenter file (no format={_FORMAT!r} entry); "
                              "write it with save_segmenter")
@@ -1023,6 +1107,10 @@ def load_segmenter(path: str | os.PathLike, *, G: Generator | None = None,
             or seg.resolution != sig.get("size"):
         raise SegmenterError(f"{path}: inconsistent metadata (in_ch {net.in_ch}, classes {seg.classes}, "
                              f"resolution {seg.resolution}, generator {_describe(sig)})")
+    bad = nonfinite_tensors({**sd, **({"feature_mean": fs["mean"], "feature_std": fs["std"]} if fs else {})})
+    if bad:
+        raise SegmenterError(f"{path} has NaN or infinite values in {', '.join(bad[:5])}: the file is damaged or "
+                             "its training diverged; train the segmenter again")
     net.load_state_dict(sd, strict=True)
     net.eval().to(device)
     if G is not None:
@@ -1147,7 +1235,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
              batch_size: int = 16, min_foreground: float = 0.005, max_candidates: int = 64, rule: str = "median",
              n_labels: int = 1, stats: str = "training", prior_correction: float = 0.0, label_truncation: float = 0.0,
              judge_noise: bool = True, device: str | torch.device = "cpu", progress: bool = True,
-             **train_kwargs: Any) -> dict[str, Any]:
+             log: Callable[[str], None] | None = None, **train_kwargs: Any) -> dict[str, Any]:
     """One-shot segmenters from oracle labels, scored against the oracle on every domain.
 
     For each mask of :data:`ddsutils.toyworld.MASKS`: the judge parser labels one source image (chosen among
@@ -1186,6 +1274,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
         train_kwargs: more :func:`train_segmenter` options (e.g. ``standardise=False``, ``class_balance=0``).
         seed: seeds the training-candidate z (``seed``), the evaluation z (``seed + 1``) and training.
         batch_size: images per prediction chunk.
+        log: called with one line before each long phase (the command line prints it to stderr).
 
     Returns:
         JSON-able dict: ``results[mask][domain] = {"miou", "pooled_iou", "area_ratio", "n", "n_both_empty"}``
@@ -1198,12 +1287,34 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     Used in: ``python -m ddsutils.segmenter evaluate`` (the README's segmenter section);
     notebooks/02_oneshot_segmenter.ipynb runs the same check inline for one mask.
     """
+    from . import cli
     from .toyworld import MASKS, part_mask
 
+    say = log or (lambda message: None)
     masks = list(masks) if masks is not None else list(MASKS)
     for m in masks:
         if m not in MASKS:
             raise SegmenterError(f"unknown mask {m!r}; known: {tuple(MASKS)}")
+    try:
+        for key, value in (("n", n), ("steps", steps), ("batch_size", batch_size), ("max_candidates", max_candidates),
+                           ("n_labels", n_labels)):
+            cli.positive_int(value, key)
+        cli.non_negative_int(seed, "seed")
+        cli.float_arg(min_foreground, "min_foreground", min=0, max=0.5, max_open=True)
+        cli.choice(rule, "rule", ("median", "first"))
+        cli.choice(stats, "stats", ("training", "generator"))
+        cli.choice(size, "size", tuple(FEWSHOT_SIZES))
+        cli.float_arg(prior_correction, "prior_correction", min=0)
+    except UserError as exc:
+        raise SegmenterError(str(exc)) from None
+    if n_labels > max_candidates:
+        raise SegmenterError(f"n_labels={n_labels} is more than max_candidates={max_candidates}")
+    sig = architecture_signature(source)
+    for name, G in targets.items():
+        if architecture_signature(G) != sig:
+            raise ArchitectureMismatchError(f"target {name!r} is a {_describe(architecture_signature(G))}, the "
+                                            f"source a {_describe(sig)}: a segmenter trained on the source's features "
+                                            "only applies to generators of its architecture (few-shot adaptations)")
     if not (math.isfinite(label_truncation) and 0 <= label_truncation <= 1):
         raise SegmenterError(f"label_truncation must be in [0, 1] (1: untruncated, 0: the mean face), "
                              f"got {label_truncation}")
@@ -1216,6 +1327,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     trunc = {"truncation": float(label_truncation),
              "truncation_latent": source.truncation_centre() if label_truncation != 1 else None}
     cand_z = torch.randn(max_candidates, source.style_dim, generator=torch.Generator().manual_seed(seed))
+    say(f"labelling {max_candidates} candidate images of {source_name} with the judge parser")
     with torch.no_grad():
         cand_img = torch.cat([source(cand_z[i:i + batch_size].to(gdev), **trunc)
                               for i in range(0, max_candidates, batch_size)])
@@ -1223,6 +1335,8 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     eval_z = torch.randn(n, source.style_dim, generator=torch.Generator().manual_seed(seed + 1))
     oracle: dict[str, Tensor] = {}
     redrawn: dict[str, Tensor] = {}
+    say(f"generating and parsing {n} evaluation images per domain ({', '.join(gens)})"
+        + (" and again with redrawn noise" if judge_noise else ""))
     with torch.no_grad():
         for name, G in gens.items():
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
@@ -1236,6 +1350,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
                            "train_options": dict(train_kwargs),
                            "domains": list(gens), "train": {}, "results": {}}
     for m in masks:
+        say(f"training the one-shot segmenter for {m!r} ({steps} steps), then predicting {n} masks per domain")
         try:
             seg, info = train_from_oracle(source, m, cand_z=cand_z, cand_parts=cand_parts, size=size, steps=steps,
                                           seed=seed, min_foreground=min_foreground, rule=rule, n_labels=n_labels,
@@ -1318,7 +1433,7 @@ def _load_named_generator(name: str) -> Generator:
         return load_generator(local)
     try:
         return load_generator(name)
-    except Exception as exc:
+    except (UserError, FileNotFoundError) as exc:
         raise SegmenterError(f"cannot load generator {name!r} ({exc}); toy zoo generators are made by "
                              "`python -m ddsutils.zoo train` into weights/<name>.pt") from exc
 
@@ -1326,71 +1441,101 @@ def _load_named_generator(name: str) -> Generator:
 def _default_judge(name: str) -> tuple[Any, Callable[[Any, Tensor], Tensor]]:
     from . import judges  # written separately; imported only when the real judge is used
 
-    return judges.load_judge(name), judges.predict_parts
+    return judges.load_judge(name, kind=judges.KIND_PARSER), judges.predict_parts
 
 
+@cli_command
 def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str], Generator] | None = None,
          load_judge_fn: Callable[[str], tuple[Any, Callable[[Any, Tensor], Tensor]]] | None = None) -> int:
-    """``python -m ddsutils.segmenter evaluate ...`` (loaders are injectable for tests)."""
-    p = argparse.ArgumentParser(prog="python -m ddsutils.segmenter", description=__doc__.splitlines()[0])
+    """``python -m ddsutils.segmenter evaluate ...`` (loaders are injectable for tests).
+
+    Every argument is checked, and the generators and the judge are loaded, before anything is trained; a
+    user error is one line on stderr and exit status 2 (:mod:`ddsutils.cli`).
+    """
+    from . import cli
+    from .toyworld import MASKS
+
+    p = cli.ArgumentParser(prog="python -m ddsutils.segmenter", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     e = sub.add_parser("evaluate", help="one-shot segmenters from oracle labels, IoU vs the judge parser per domain")
-    e.add_argument("--n", type=int, default=200, help="evaluation images per domain")
+    pos, nonneg = cli.argtype(cli.positive_int), cli.argtype(cli.non_negative_int)
+    e.add_argument("--n", type=pos, default=200, help="evaluation images per domain")
     e.add_argument("--json", required=True, help="write the results here (atomic)")
     e.add_argument("--generator", default="toy-natural-64", help="source generator (name or path)")
     e.add_argument("--targets", nargs="*", default=["toy-sketch-64", "toy-caricature-64"])
     e.add_argument("--judge", default="judge-parser-64")
-    e.add_argument("--masks", nargs="*", default=None, help="names in toyworld.MASKS (default all)")
+    e.add_argument("--masks", nargs="*", default=None, help=f"names in toyworld.MASKS (default all: {', '.join(MASKS)})")
     e.add_argument("--size", default="S", choices=sorted(FEWSHOT_SIZES))
-    e.add_argument("--steps", type=int, default=100)
-    e.add_argument("--step-size", type=int, default=50,
+    e.add_argument("--steps", type=pos, default=100)
+    e.add_argument("--step-size", type=pos, default=50,
                    help="StepLR step of the segmenter's learning rate (x0.1 every step-size steps; recipe: 50)")
     e.add_argument("--rule", default="median", choices=("median", "first"),
                    help="which candidate is labelled (see choose_candidate)")
-    e.add_argument("--n-labels", type=int, default=1,
+    e.add_argument("--n-labels", type=pos, default=1,
                    help="labelled images per mask (default 1, one-shot; more for a few-shot comparison)")
     e.add_argument("--no-standardise", action="store_true", help="raw features (the plain repurpose-gan recipe)")
-    e.add_argument("--class-balance", type=float, default=0.5,
+    e.add_argument("--class-balance", type=cli.argtype(cli.float_arg, min=0, max=1), default=0.5,
                    help="cross-entropy class weights freq**-b (0: unweighted, as repurpose-gan)")
     e.add_argument("--stats", default="training", choices=("training", "generator"),
                    help="feature statistics at prediction: the source generator's (default) or each domain's own")
-    e.add_argument("--prior-correction", type=float, default=0.0,
+    e.add_argument("--prior-correction", type=cli.argtype(cli.float_arg, min=0), default=0.0,
                    help="logit adjustment of the masks for the class weights (1: full, 0: plain argmax)")
-    e.add_argument("--label-truncation", type=float, default=0.0,
+    e.add_argument("--label-truncation", type=cli.argtype(cli.float_arg, min=0, max=1), default=0.0,
                    help="truncation psi of the labelled image toward the mean w (0: the mean face, 1: untruncated)")
-    e.add_argument("--feature-dropout", type=float, default=0.5,
+    e.add_argument("--feature-dropout", type=cli.argtype(cli.float_arg, min=0, max=1, max_open=True), default=0.5,
                    help="channel dropout on the features while training (0: none, as repurpose-gan)")
     e.add_argument("--no-judge-noise", action="store_true",
                    help="skip scoring the judge against itself with the generator's noise redrawn")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--seed", type=nonneg, default=0)
+    e.add_argument("--batch-size", type=pos, default=16)
     e.add_argument("--device", default="cpu")
     e.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
+    prog = "ddsutils.segmenter"
+    json_path = cli.output_file(a.json, "--json")
+    for m in a.masks or []:
+        cli.choice(m, "--masks", MASKS, what="mask")
+    if a.masks is not None and not a.masks:
+        raise UserError(f"give at least one mask ({', '.join(MASKS)})", argument="--masks", value="")
+    if a.n_labels > 1 and a.label_truncation == 0:
+        raise UserError(f"needs --label-truncation > 0: at 0 every candidate is the same mean face; pass "
+                        "--label-truncation 1 for different images", argument="--n-labels", value=a.n_labels)
+    if a.n_labels > 64:
+        raise UserError("must be <= 64 (the number of candidate images)", argument="--n-labels", value=a.n_labels)
+    dev = cli.device(a.device, "--device")
     load_g = load_generator_fn or _load_named_generator
     load_j = load_judge_fn or _default_judge
-    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if a.device == "auto" else a.device))
     names = [_style_name(x) for x in [a.generator, *a.targets]]
     if len(set(names)) != len(names):  # two files of one style: keep the given names
         names = [a.generator, *a.targets]
-    source = load_g(a.generator).to(dev)
-    targets = {nm: load_g(t).to(dev) for nm, t in zip(names[1:], a.targets)}
-    parser, predict_parts = load_j(a.judge)
+    if len(set(names)) != len(names):
+        raise UserError("names the same generator twice; give each domain once", argument="--targets",
+                        value=" ".join(a.targets))
+    cli.say(f"loading {len(names)} generators and the judge {a.judge}", prog=prog)
+    source = cli.load("--generator", a.generator, load_g).to(dev)
+    targets = {nm: cli.load("--targets", t, load_g).to(dev) for nm, t in zip(names[1:], a.targets)}
+    parser, predict_parts = cli.load("--judge", a.judge, load_j)
+    sig = architecture_signature(source)
+    for t, G in zip(a.targets, targets.values()):
+        if architecture_signature(G) != sig:
+            raise UserError(f"is a {_describe(architecture_signature(G))} but --generator is a {_describe(sig)}; "
+                            "the segmenter only transfers to generators of the source's architecture",
+                            argument="--targets", value=t)
     t0 = time.perf_counter()
     res = evaluate(source, targets, parser=parser, predict_parts=predict_parts, n=a.n, masks=a.masks,
                    source_name=names[0], size=a.size, steps=a.steps, seed=a.seed, rule=a.rule, stats=a.stats,
                    n_labels=a.n_labels, batch_size=a.batch_size, device=dev, progress=not a.no_progress,
                    prior_correction=a.prior_correction, label_truncation=a.label_truncation,
                    judge_noise=not a.no_judge_noise, standardise=not a.no_standardise, class_balance=a.class_balance,
-                   step_size=a.step_size, feature_dropout=a.feature_dropout)
+                   step_size=a.step_size, feature_dropout=a.feature_dropout,
+                   log=None if a.no_progress else (lambda m: cli.say(m, prog=prog)))
     res.update({"generator": a.generator, "targets": list(a.targets), "judge": a.judge,
                 "seconds": round(time.perf_counter() - t0, 2)})
     print(format_table(res))
-    from .viz import atomic_write_bytes
+    from .files import atomic_write_bytes
 
     text = json.dumps(_nan_to_none(res), indent=2, allow_nan=False)
-    print(f"wrote {atomic_write_bytes((text + chr(10)).encode(), a.json)}")
+    print(f"wrote {atomic_write_bytes((text + chr(10)).encode(), json_path)}")
     return 0
 
 
