@@ -21,7 +21,6 @@ Used in: notebooks/08_fewshot_adaptation.ipynb.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import sys
@@ -32,14 +31,15 @@ from typing import Any
 
 import torch
 
-from . import viz
+from . import cli, viz
 from . import weights as W
+from .cli import UserError
 from .fewshot import adapt, frozen_parameters
 from .paths import fig_dir, runs_dir
 from .stylegan2 import load_generator
 from .train import PRESETS, build_generator, export_generator, resolve_arch, resolve_device, train_gan
 
-__all__ = ["FREEZE_TO_32PX", "ZOO_DEFAULTS", "per_target", "adapt_steps", "train_zoo", "zoo_figures", "logged_seconds",
+__all__ = ["FREEZE_TO_32PX", "ZOO_DEFAULTS", "per_target", "adapt_steps", "check_train_args", "train_zoo", "zoo_figures", "logged_seconds",
            "zoo_manifest_entries", "main"]
 
 #: Layers every adaptation of the zoo holds at the source's values: the mapping network and the 4-32 px layers.
@@ -148,7 +148,7 @@ def per_target(value: Any, targets: Sequence[str], *, name: str) -> dict[str, An
         return {t: value for t in targets}
     missing = [t for t in targets if t not in value]
     if missing:
-        raise ValueError(f"{name} must name every target {list(targets)}: missing {missing} (has {sorted(value)}); "
+        raise UserError(f"{name} must name every target {list(targets)}: missing {missing} (has {sorted(value)}); "
                          "or pass one value for all")
     return {t: value[t] for t in targets}
 
@@ -158,8 +158,59 @@ def adapt_steps(iters_adapt: int | Mapping[str, int], targets: Sequence[str]) ->
     steps = {t: int(v) for t, v in per_target(iters_adapt, targets, name="iters_adapt").items()}
     bad = {t: v for t, v in steps.items() if v < 1}
     if bad:
-        raise ValueError(f"adaptation steps must be >= 1, got {bad}")
+        raise UserError(f"adaptation steps must be >= 1, got {bad}", argument="iters_adapt")
     return steps
+
+
+def check_train_args(*, out: str | Path, figures: str | Path | None, runs: str | Path | None, iters_natural: int,
+                     iters_adapt: int | Mapping[str, int], preset: str, batch: int, targets: Sequence[str],
+                     kl_wt: float, adapt_lr: float, freeze: Sequence[str] | Mapping[str, Sequence[str]],
+                     source_weights: str, seed: int, device: str, threads: int | None, update_manifest: bool,
+                     names: Mapping[str, str] | None = None) -> tuple[dict[str, tuple[str, ...]], dict[str, int]]:
+    """Check :func:`train_zoo`'s arguments without training; returns ``(freeze per target, steps per target)``.
+
+    ``names`` maps argument names to what the user typed (the CLI passes ``{"out": "--out", ...}``) for the
+    messages. Raises :class:`~ddsutils.cli.UserError`.
+    """
+    from .toyworld import STYLES
+
+    nm = {k: k for k in ("out", "figures", "runs", "iters_natural", "iters_adapt", "preset", "batch", "targets",
+                         "kl_wt", "adapt_lr", "freeze", "source_weights", "seed", "device", "threads")}
+    nm.update(names or {})
+    cli.positive_int(iters_natural, nm["iters_natural"])
+    cli.positive_int(batch, nm["batch"])
+    cli.float_arg(kl_wt, nm["kl_wt"], min=0)
+    cli.float_arg(adapt_lr, nm["adapt_lr"], min=0, min_open=True)
+    cli.non_negative_int(seed, nm["seed"])
+    if threads is not None:
+        cli.positive_int(threads, nm["threads"])
+    cli.choice(preset, nm["preset"], sorted(PRESETS), what="preset")
+    cli.choice(source_weights, nm["source_weights"], ("g_ema", "g"))
+    for t in targets:
+        cli.choice(t, nm["targets"], [s for s in STYLES if s != "natural"], what="target style")
+    cli.device(device, nm["device"])
+    folders = {"out": Path(out), "figures": Path(figures) if figures is not None else fig_dir(),
+               "runs": Path(runs) if runs is not None else runs_dir() / "zoo"}
+    for key, folder in folders.items():
+        if folder.exists() and not folder.is_dir():
+            raise UserError("is an existing file, not a folder", argument=nm[key], value=str(folder))
+    if update_manifest:  # fail before hours of training, not after
+        try:
+            W.repo_relative(folders["out"])
+        except ValueError as exc:
+            raise UserError(f"update_manifest needs out inside the repository ({exc})", argument=nm["out"],
+                            value=str(out)) from exc
+    freezes = per_target(freeze, targets, name="freeze")
+    if any(isinstance(f, str) for f in freezes.values()):
+        raise TypeError("freeze takes a sequence of prefixes (or {style: prefixes}), not one string")
+    freezes = {t: tuple(f) for t, f in freezes.items()}
+    arch = build_generator(resolve_arch(preset))
+    bad = sorted({b for f in freezes.values() for b in frozen_parameters(arch, f)[1]})
+    if bad:  # likewise: adapt would refuse them after the natural training
+        raise UserError(f"freeze prefixes {bad} match no parameter of the {preset!r} generator (the default freeze names "
+                        "the toy64 layers); pass no names (CLI: --freeze alone) or its own prefixes",
+                        argument=nm["freeze"], value=" ".join(bad))
+    return freezes, adapt_steps(iters_adapt, targets)
 
 
 def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None, runs: str | Path | None = None,
@@ -191,25 +242,22 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
 
     Returns:
         The summary also written to ``runs/zoo_summary.json``.
+
+    Raises:
+        UserError: a bad argument (checked before any training): non-positive step counts or batch, a learning
+            rate or CDC weight that is not finite, an unknown target style or preset, a folder argument that
+            is a file, ``update_manifest`` with ``out`` outside the repository.
+
+    Every output is written atomically file by file; ``runs`` holds resumable training checkpoints, so it is
+    not a run folder that appears whole (an interrupted command continues from it when run again).
     """
+    freezes, steps = check_train_args(out=out, figures=figures, runs=runs, iters_natural=iters_natural,
+                                      iters_adapt=iters_adapt, preset=preset, batch=batch, targets=targets,
+                                      kl_wt=kl_wt, adapt_lr=adapt_lr, freeze=freeze, source_weights=source_weights,
+                                      seed=seed, device=device, threads=threads, update_manifest=update_manifest)
     out = Path(out)
     figures = Path(figures) if figures is not None else fig_dir()
     runs = Path(runs) if runs is not None else runs_dir() / "zoo"
-    if update_manifest:  # fail before hours of training, not after
-        try:
-            W.repo_relative(out)
-        except ValueError as exc:
-            raise ValueError(f"update_manifest needs out inside the repository: {exc}") from exc
-    freezes = per_target(freeze, targets, name="freeze")
-    if any(isinstance(f, str) for f in freezes.values()):
-        raise TypeError("freeze takes a sequence of prefixes (or {style: prefixes}), not one string")
-    freezes = {t: tuple(f) for t, f in freezes.items()}
-    arch = build_generator(resolve_arch(preset))
-    bad = sorted({b for f in freezes.values() for b in frozen_parameters(arch, f)[1]})
-    if bad:  # likewise: adapt would refuse them after the natural training
-        raise ValueError(f"freeze prefixes {bad} match no parameter of the {preset!r} generator (the default freeze "
-                         "names the toy64 layers); pass freeze=() (CLI: --freeze with no names) or its own prefixes")
-    steps = adapt_steps(iters_adapt, targets)
     size = PRESETS[preset]["size"]
     t0 = time.perf_counter()
     summary: dict[str, Any] = {"preset": preset, "size": size, "batch": batch, "kl_wt": kl_wt, "adapt_lr": adapt_lr,
@@ -222,7 +270,9 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
         summary["stages"][name] = {"checkpoint": str(ckpt), "file": str(dst), "sha256": W.sha256_file(dst),
                                    "bytes": dst.stat().st_size, "wall_s": round(time.perf_counter() - t_start, 1)}
 
+    say = (lambda m: cli.say(m, prog="ddsutils.zoo")) if progress else (lambda m: None)
     t = time.perf_counter()
+    say(f"training the natural generator: {iters_natural} iterations of batch {batch} (resumes from {runs / 'natural'})")
     nat = train_gan(out_dir=runs / "natural", style="natural", preset=preset, batch=batch, iters=iters_natural,
                     r1=ZOO_DEFAULTS["r1"], ema_kimg=ZOO_DEFAULTS["ema_kimg"], ema_rampup=ZOO_DEFAULTS["ema_rampup"],
                     seed=seed, device=device, threads=threads, progress=progress)
@@ -230,6 +280,7 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
     record("natural", nat, files["natural"], t)
     for style in targets:
         t = time.perf_counter()
+        say(f"adapting it to {style}: {steps[style]} iterations from {ZOO_DEFAULTS['n_shots']} renders")
         ck = adapt(nat, target_style=style, out_dir=runs / style, n_shots=ZOO_DEFAULTS["n_shots"],
                    shots_seed=ZOO_DEFAULTS["shots_seed"], iters=steps[style], batch=ZOO_DEFAULTS["adapt_batch"],
                    kl_wt=kl_wt, lr=adapt_lr, freeze=freezes[style], source_weights=source_weights, seed=seed,
@@ -237,6 +288,7 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
         files[style] = export_generator(ck, out / f"toy-{style}-{size}.pt",
                                         meta={"style": style, "source": f"toy-natural-{size}.pt"})
         record(style, ck, files[style], t)
+    say(f"drawing the sample grids into {figures}")
     summary["figures"] = {k: str(v) for k, v in zoo_figures(files, figures, seed=seed).items()}
     summary["wall_s"] = round(time.perf_counter() - t0, 1)
     runs.mkdir(parents=True, exist_ok=True)
@@ -304,6 +356,12 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
 
     from . import judges, toyworld
 
+    cli.positive_int(n, "n")
+    cli.non_negative_int(fd_n, "fd_n")
+    cli.non_negative_int(seed, "seed")
+    for psi in truncations:
+        cli.float_arg(psi, "truncations", min=0, max=1)
+    say = (lambda m: cli.say(m, prog="ddsutils.zoo")) if progress else (lambda m: None)
     gens = generators if generators is not None else {s: load_generator(nm) for s, nm in ZOO_NAMES.items()}
     parser = parser if parser is not None else judges.load_judge("judge-parser-64")
     domain = domain if domain is not None else judges.load_judge("judge-domain-64")
@@ -313,6 +371,7 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
     parts = {p: toyworld.PARTS.index(p) for p in ("eyes", "nose", "mouth", "hair")}
     out: dict[str, Any] = {"n": n, "fd_n": fd_n, "seed": seed, "truncations": list(truncations), "results": {}}
+    say(f"sampling and judging {n} images per generator at truncation {', '.join(f'{p:g}' for p in truncations)}")
     bar = tqdm(total=len(gens) * len(truncations), desc="zoo evaluate", disable=not progress)
     for psi in truncations:
         labels, row = {}, {}
@@ -345,7 +404,8 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
     if fd_n:
         zf = torch.randn(fd_n, dim, generator=torch.Generator().manual_seed(seed + 1))
         fd: dict[str, Any] = {}
-        for i, (style, G) in enumerate(gens.items()):
+        say(f"Fréchet distances on VGG-16 features: {fd_n} samples and 2 x {fd_n} renders per generator")
+        for i, (style, G) in enumerate(tqdm(list(gens.items()), desc="zoo Fréchet", disable=not progress)):
             renders_a = toyworld.render_batch(fd_n, style=style, seed=seed + 100 + i)[0]
             renders_b = toyworld.render_batch(fd_n, style=style, seed=seed + 200 + i)[0]
             fd[style] = {"samples_vs_renders": fd_fn(_sample(G, zf, 1.0), renders_a),
@@ -383,22 +443,28 @@ def format_zoo_report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ddsutils.zoo", description=__doc__.splitlines()[0])
+    """``python -m ddsutils.zoo {train,evaluate}``; every argument is checked before training or sampling, and a
+    user error is one line on stderr with exit status 2 (:mod:`ddsutils.cli`)."""
+    pos, nonneg = cli.argtype(cli.positive_int), cli.argtype(cli.non_negative_int)
+    p = cli.ArgumentParser(prog="python -m ddsutils.zoo", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train natural, adapt to sketch and caricature, export, draw figures")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     t.add_argument("--out", default="weights", help="folder for toy-<style>-64.pt (default weights)")
     t.add_argument("--figures", default=None, help="folder for zoo_*.png (default $DDS_FIG_DIR or figures/)")
     t.add_argument("--runs", default=None, help="training runs folder (default $DDS_RUNS_DIR/zoo or runs/zoo)")
-    t.add_argument("--iters-natural", type=int, default=ZOO_DEFAULTS["iters_natural"])
+    t.add_argument("--iters-natural", type=pos, default=ZOO_DEFAULTS["iters_natural"])
     t.add_argument("--iters-adapt", action="append", default=[], metavar="N | STYLE=N",
                    help="adaptation steps: one number for all targets, or STYLE=N per target (repeatable; default "
                         + ", ".join(f"{k}={v}" for k, v in ZOO_DEFAULTS["iters_adapt"].items()) + ")")
     t.add_argument("--preset", default=ZOO_DEFAULTS["preset"], choices=sorted(PRESETS))
-    t.add_argument("--batch", type=int, default=ZOO_DEFAULTS["batch"], help="natural batch size")
-    t.add_argument("--kl-wt", type=float, default=ZOO_DEFAULTS["kl_wt"], help="CDC loss weight of the adaptation")
-    t.add_argument("--adapt-lr", type=float, default=ZOO_DEFAULTS["adapt_lr"], help="adaptation learning rate")
+    t.add_argument("--batch", type=pos, default=ZOO_DEFAULTS["batch"], help="natural batch size")
+    t.add_argument("--kl-wt", type=cli.argtype(cli.float_arg, min=0), default=ZOO_DEFAULTS["kl_wt"],
+                   help="CDC loss weight of the adaptation")
+    t.add_argument("--adapt-lr", type=cli.argtype(cli.float_arg, min=0, min_open=True), default=ZOO_DEFAULTS["adapt_lr"],
+                   help="adaptation learning rate")
     t.add_argument("--freeze", nargs="*", default=None,
                    help="generator parameter-name prefixes held at the source's values while adapting, for every "
                         "target (default: the recipe's per-style lists, see ZOO_DEFAULTS; --freeze alone: none)")
@@ -406,17 +472,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="source weights the adaptation starts from (default g_ema; few-shot-gan-adaptation uses g)")
     t.add_argument("--update-manifest", action="store_true",
                    help="write the exported files' entries (sha256, size, logged training time) into the manifest")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    t.add_argument("--seed", type=nonneg, default=0)
+    t.add_argument("--threads", type=pos, default=None, help="torch.set_num_threads (default: torch's)")
     t.add_argument("--no-progress", action="store_true")
     e = sub.add_parser("evaluate", help="check the zoo against the judges (parser, domain segmenter, VGG Fréchet)")
-    e.add_argument("--n", type=int, default=256)
-    e.add_argument("--fd-n", type=int, default=1000, help="images per side for the Fréchet distance (0 = skip)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--n", type=pos, default=256)
+    e.add_argument("--fd-n", type=nonneg, default=1000, help="images per side for the Fréchet distance (0 = skip)")
+    e.add_argument("--seed", type=nonneg, default=0)
     e.add_argument("--json", default=None)
     e.add_argument("--generator", action="append", default=[], metavar="STYLE=PATH",
                    help="score this generator (exported file or training checkpoint) in place of the committed "
                         "toy-STYLE-64, e.g. sketch=runs/zoo/sketch/checkpoints/001000.pt; repeatable")
+    e.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
     if a.cmd == "evaluate":
         chosen: dict[str, str] = dict(ZOO_NAMES)
@@ -425,26 +492,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or style not in ZOO_NAMES or not path:
                 p.error(f"--generator wants STYLE=PATH with STYLE one of {', '.join(ZOO_NAMES)}, got {item!r}")
             chosen[style] = path
-        res = evaluate_zoo(generators={st: load_generator(src) for st, src in chosen.items()}, n=a.n, fd_n=a.fd_n,
-                           seed=a.seed)
+        json_path = cli.output_file(a.json, "--json") if a.json else None
+        gens = {st: cli.load("--generator", src, lambda v: load_generator(v)) for st, src in chosen.items()}
+        res = evaluate_zoo(generators=gens, n=a.n, fd_n=a.fd_n, seed=a.seed, progress=not a.no_progress)
         res["generators"] = chosen
         print(format_zoo_report(res))
-        if a.json:
-            viz.atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode(), a.json)
+        if json_path is not None:
+            viz.atomic_write_bytes((json.dumps(res, indent=2) + "\n").encode(), json_path)
         return 0
     iters_adapt = dict(ZOO_DEFAULTS["iters_adapt"])
     for item in a.iters_adapt:  # N sets every target, STYLE=N one of them; later items win
         style, sep, num = item.rpartition("=")
-        if not num.isdigit() or (sep and style not in iters_adapt):
-            p.error(f"--iters-adapt wants N or STYLE=N with STYLE one of {', '.join(iters_adapt)}, got {item!r}")
+        if not num.isdigit() or int(num) < 1 or (sep and style not in iters_adapt):
+            p.error(f"--iters-adapt wants N or STYLE=N with STYLE one of {', '.join(iters_adapt)} and N >= 1, "
+                    f"got {item!r}")
         iters_adapt = {**iters_adapt, style: int(num)} if sep else dict.fromkeys(iters_adapt, int(num))
     argv = list(argv) if argv is not None else sys.argv[1:]
+    freeze = ZOO_DEFAULTS["freeze"] if a.freeze is None else a.freeze
+    check_train_args(out=a.out, figures=a.figures, runs=a.runs, iters_natural=a.iters_natural, iters_adapt=iters_adapt,
+                     preset=a.preset, batch=a.batch, targets=ZOO_DEFAULTS["targets"], kl_wt=a.kl_wt,
+                     adapt_lr=a.adapt_lr, freeze=freeze, source_weights=a.source_weights, seed=a.seed,
+                     device=a.device, threads=a.threads, update_manifest=a.update_manifest,
+                     names={k: "--" + k.replace("_", "-") for k in ("out", "figures", "runs", "iters_natural",
+                                                                   "iters_adapt", "device", "freeze")})
     s = train_zoo(out=a.out, figures=a.figures, runs=a.runs, iters_natural=a.iters_natural,
                   iters_adapt=iters_adapt, preset=a.preset, batch=a.batch, kl_wt=a.kl_wt, adapt_lr=a.adapt_lr,
-                  freeze=ZOO_DEFAULTS["freeze"] if a.freeze is None else a.freeze, source_weights=a.source_weights,
+                  freeze=freeze, source_weights=a.source_weights,
                   seed=a.seed, device=a.device, threads=a.threads,
                   progress=not a.no_progress, update_manifest=a.update_manifest,
-                  command="python -m ddsutils.zoo " + shlex.join(argv))
+                  command="python -m ddsutils.zoo " + shlex.join(x for x in argv if x != "--debug"))
     for name, st in s["stages"].items():
         print(f"{name:11s} {st['file']}  sha256 {st['sha256'][:16]}…  {st['wall_s']} s")
     print("figures:", ", ".join(s["figures"].values()))
