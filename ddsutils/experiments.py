@@ -7,10 +7,18 @@ what it needs, and returns and saves a result under ``runs/<profile>/results/``:
   table line each; ``claims`` checks the paper's statements on this data);
 - ``<name>.pt``: image tensors for figures (``weights_only``-loadable).
 
-DDS runs are cached one file per configuration under ``runs/<profile>/results/dds/`` (key = readable name +
-hash of the settings, the inputs and the generators' weights), so an interrupted experiment resumes and
+DDS runs are cached one file per configuration under ``<out>/dds/`` (the ``cache`` setting; key = readable
+name + hash of the settings, the inputs and the generators' weights), so an interrupted experiment resumes and
 experiments share runs (Table 1 and Fig. 7 use the same optimisations). Everything is seeded; the same profile
-and overrides give the same numbers.
+and overrides give the same numbers. An experiment's two files are written as a pair: the ``.pt`` (or the
+removal of a stale one) first, the ``.json`` last, each atomically.
+
+The command line writes one run folder: ``--out`` (default ``runs/<profile>/results``, what
+``notebooks/90_paper_figures.ipynb`` reads) appears only when every experiment asked for has finished
+(:func:`ddsutils.files.run_folder`); an existing one is refused unless ``--overwrite``, which replaces it whole.
+Its DDS cache is ``--cache`` (default ``runs/<profile>/dds_cache``), outside the run folder so that it survives
+``--overwrite``; every argument is checked, and the generators, judges and feature weights are loaded, before
+the first optimisation.
 
 Distances between image sets: on CPU / offline the Fréchet distance and KID on ImageNet VGG-16 features
 (:data:`ddsutils.metrics.FRECHET_VGG_LABEL`, never called FID); ``fd="inception"`` (paper profile) uses
@@ -19,14 +27,14 @@ target generator, ``{x_c}`` the crossovers of the same pairs (clamped to [-1, 1]
 where ``y_s`` and ``ȳ_t`` overlap). Per-image SSIM / PSNR compare each DDS image with
 its own ``x_s``, ``x_c`` or ``x_t`` (same ``z*``).
 
-    python -m ddsutils.experiments table1 --profile demo
+    python -m ddsutils.experiments table1 --profile demo [--out DIR] [--overwrite] [--cache DIR]
     python -m ddsutils.experiments all --profile ci
 
 Used in: notebooks/04_ablations.ipynb, 05_metrics.ipynb, 07_baselines.ipynb, 90_paper_figures.ipynb.
 """
 from __future__ import annotations
 
-import argparse
+import difflib
 import hashlib
 import io
 import json
@@ -39,7 +47,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .files import atomic_write_bytes
+from . import cli
+from .cli import UserError
+from .files import atomic_write_bytes, run_folder
 from .paths import runs_dir
 from .scoring import to_json as _clean
 
@@ -66,7 +76,46 @@ PROFILES: dict[str, dict[str, Any]] = {
                   sweep_values=[0.0, 0.25, 0.5, 1.0, 2.0],
                   backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cuda"),
 }
-_PROFILE_KEYS = set(PROFILES["demo"]) | {"segmenters", "out"}
+_PROFILE_KEYS = set(PROFILES["demo"]) | {"segmenters", "out", "cache"}
+_MASKS = ("eyes_nose_mouth", "hair")
+_EXTRA_BACKBONES = ("lpips-alex", "lpips-vgg", "generator")
+
+
+def check_settings(cfg: Mapping[str, Any], *, names: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`~ddsutils.cli.UserError` naming the setting unless every value of a profile's settings
+    ``cfg`` has the right type and range (``names`` maps settings to CLI arguments for the messages)."""
+    from .perceptual import BACKBONES
+
+    nm = {k: k for k in _PROFILE_KEYS}
+    nm.update(names or {})
+    for key in ("num_steps", "snapshot_every"):
+        cli.positive_int(cfg[key], nm[key])
+    if cli.int_arg(cfg["n"], nm["n"]) < 2:
+        raise UserError("must be >= 2: the set distances (KID, Fréchet) need at least two images per set",
+                        argument=nm["n"], value=cfg["n"])
+    cli.int_arg(cfg["n_ref"], nm["n_ref"], min=2)
+    cli.non_negative_int(cfg["seed"], nm["seed"])
+    cli.float_arg(cfg["lr"], nm["lr"], min=0, min_open=True)
+    cli.choice(cfg["mask_source"], nm["mask_source"], ("parser", "segmenter"))
+    cli.choice(cfg["fd"], nm["fd"], ("vgg", "inception"))
+    if not isinstance(cfg["generators"], Mapping) or not cfg["generators"]:
+        raise UserError("must map domains to generator names or files", argument=nm["generators"],
+                        value=cfg["generators"])
+    if not cfg["pairs"] or not cfg["masks"]:
+        raise UserError("needs at least one pair and one mask", argument=nm["pairs" if not cfg["pairs"] else "masks"],
+                        value=cfg["pairs"] if not cfg["pairs"] else cfg["masks"])
+    for pair in cfg["pairs"]:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or pair[0] == pair[1]:
+            raise UserError("each pair must be (source, target) of two different domains", argument=nm["pairs"],
+                            value=pair)
+        for d in pair:
+            cli.choice(d, nm["pairs"], list(cfg["generators"]), what="domain")
+    for m in cfg["masks"]:
+        cli.choice(m, nm["masks"], _MASKS, what="mask")
+    for b in cfg["backbones"]:
+        cli.choice(b, nm["backbones"], [*BACKBONES, *_EXTRA_BACKBONES], what="backbone")
+    for v in cfg["sweep_values"]:
+        cli.float_arg(v, nm["sweep_values"], min=0)
 
 
 def _json_default(o: Any) -> Any:
@@ -88,22 +137,23 @@ class Context:
     """
 
     def __init__(self, profile: str = "demo", **overrides: Any) -> None:
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+        cli.choice(profile, "profile", sorted(PROFILES), what="profile")
         unknown = set(overrides) - _PROFILE_KEYS
         if unknown:
-            raise ValueError(f"unknown setting(s) {sorted(unknown)}; settings are {sorted(_PROFILE_KEYS)}")
+            near = difflib.get_close_matches(sorted(unknown)[0], sorted(_PROFILE_KEYS), n=1)
+            raise UserError(f"unknown setting(s) {sorted(unknown)}{f' (did you mean {near[0]}?)' if near else ''}; "
+                            f"settings are {sorted(_PROFILE_KEYS)}")
         self.profile = profile
         self.cfg: dict[str, Any] = {**PROFILES[profile], "segmenters": {}, **overrides}
+        check_settings(self.cfg)
         self.cfg["pairs"] = [tuple(p) for p in self.cfg["pairs"]]
         self.out = Path(self.cfg.get("out") or runs_dir() / profile / "results")
+        self.cache = Path(self.cfg.get("cache") or self.out / "dds")
         dev = self.cfg["device"]
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
         if str(dev).startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"profile {profile!r} asks for device {dev!r} but CUDA is not available; pass "
-                               "device='cpu' (slow at paper scale) or run on a GPU machine")
-        self.device = torch.device(dev)
+            raise UserError(f"profile {profile!r} asks for it but CUDA is not available; pass device='cpu' (slow at "
+                            "paper scale) or run on a GPU machine", argument="device", value=dev)
+        self.device = cli.device(dev, "device")
         self._gens: dict[str, Any] = {}
         self._digests: dict[str, str] = {}
         self._pairs: dict[tuple[str, str, str], dict[str, Tensor]] = {}
@@ -228,9 +278,14 @@ class Context:
                             "inputs": inputs, **settings}, sort_keys=True, default=_json_default)
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()) if isinstance(v, (str, int, float)))
-        path = self.out / "dds" / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
+        path = self.cache / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
         if path.exists():
-            return torch.load(path, weights_only=True)
+            from .files import NotACheckpointError, torch_load
+
+            try:
+                return torch_load(path)
+            except NotACheckpointError:  # a damaged cache entry is recomputed, not trusted
+                path.unlink(missing_ok=True)
         r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], y_s=p["y_s"],
                          y_t=p["y_t"], device=self.device, progress=progress, **settings)
         d = r.to_dict()
@@ -299,18 +354,20 @@ def _finish(ctx: Context, name: str, rows: list[dict[str, Any]], claims: dict[st
            "distance_label": "FID (Inception)" if ctx.cfg["fd"] == "inception" else
            "Fréchet distance on VGG-16 features (not FID); KID on the same features"}
     ctx.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(json.dumps(res, indent=1, allow_nan=False).encode(), ctx.out / f"{name}.json")
-    if images:
+    if images:  # the images first, the JSON (what says the experiment is done) last
         buf = io.BytesIO()
         torch.save({k: v.detach().cpu() for k, v in images.items()}, buf)
         atomic_write_bytes(buf.getvalue(), ctx.out / f"{name}.pt")
+    else:
+        (ctx.out / f"{name}.pt").unlink(missing_ok=True)  # no stale images beside new numbers
+    atomic_write_bytes(json.dumps(res, indent=1, allow_nan=False).encode(), ctx.out / f"{name}.json")
     return res
 
 
 def _ctx(profile: str | Context, overrides: Mapping[str, Any]) -> Context:
     if isinstance(profile, Context):
         if overrides:
-            raise ValueError("pass settings either in the Context or as keywords, not both")
+            raise UserError("pass settings either in the Context or as keywords, not both")
         return profile
     return Context(profile, **overrides)
 
@@ -540,28 +597,74 @@ def format_markdown(result: Mapping[str, Any], *, digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def _preflight(ctx: Context) -> None:
+    """Load what the experiments need before the first optimisation: generators, judges, feature weights."""
+    from . import weights
+
+    for domain in {d for pair in ctx.cfg["pairs"] for d in pair}:
+        cli.load("--profile", ctx.cfg["generators"][domain], lambda _: ctx.generator(domain))
+    if ctx.cfg["mask_source"] == "parser" or ctx.cfg["judges"]:
+        if ctx.judges() is None:
+            raise UserError("mask_source='parser' needs the toy-world judges (judges=True)", argument="--profile",
+                            value=ctx.profile)
+    if ctx.cfg["mask_source"] == "segmenter":
+        for m in ctx.cfg["masks"]:
+            ctx._segmenter_path(m)
+    cli.load("--profile", "vgg16-imagenet", weights.resolve)  # DDS's default perceptual backbone, and fd="vgg"
+    if ctx.cfg["fd"] == "inception":
+        from . import metrics
+
+        cli.load("--profile", None, lambda _: metrics.inception_weights_path())
+
+
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ddsutils.experiments NAME|all --profile ci|demo|paper [--n N] [--num-steps N] [--device D]``."""
-    p = argparse.ArgumentParser(prog="python -m ddsutils.experiments", description=__doc__.splitlines()[0])
+    """``python -m ddsutils.experiments NAME|all --profile ci|demo|paper [--n N] [--num-steps N] [--device D]
+    [--out DIR] [--overwrite] [--cache DIR]``; user errors are one line and exit status 2."""
+    pos = cli.argtype(cli.positive_int)
+    p = cli.ArgumentParser(prog="python -m ddsutils.experiments", description=__doc__.splitlines()[0])
     p.add_argument("name", choices=[*EXPERIMENTS, "all"])
     p.add_argument("--profile", choices=sorted(PROFILES), default="demo")
-    p.add_argument("--n", type=int, default=None, help="pairs per experiment (profile default)")
-    p.add_argument("--num-steps", type=int, default=None, help="DDS iterations (profile default)")
-    p.add_argument("--masks", nargs="+", default=None, choices=["eyes_nose_mouth", "hair"],
+    p.add_argument("--n", type=pos, default=None, help="pairs per experiment (profile default)")
+    p.add_argument("--num-steps", type=pos, default=None, help="DDS iterations (profile default)")
+    p.add_argument("--masks", nargs="+", default=None, choices=list(_MASKS),
                    help="masks (profile default); the ablations use the first experiment, e.g. --masks hair")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (profile default)")
-    p.add_argument("--out", default=None, help="results folder (default runs/<profile>/results)")
+    p.add_argument("--out", default=None, help="results folder, written whole (default runs/<profile>/results)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
+    p.add_argument("--cache", default=None, help="DDS run cache (default runs/<profile>/dds_cache)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("masks", a.masks), ("device", a.device),
-                              ("out", a.out))
+    prog = "ddsutils.experiments"
+    out = cli.output_folder(a.out or runs_dir() / a.profile / "results", "--out", overwrite=a.overwrite)
+    cache = Path(a.cache) if a.cache else runs_dir() / a.profile / "dds_cache"
+    if cache.exists() and not cache.is_dir():
+        raise UserError("is an existing file, not a folder", argument="--cache", value=str(cache))
+    if cache.resolve().is_relative_to(out.resolve()):
+        raise UserError("is inside --out, which is replaced whole; put the cache outside it", argument="--cache",
+                        value=str(cache))
+    if a.device is not None:
+        cli.device(a.device, "--device")
+    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("masks", a.masks), ("device", a.device))
             if v is not None}
-    ctx = Context(a.profile, **over)
+    try:
+        ctx = Context(a.profile, out=str(out), cache=str(cache), **over)
+    except UserError as exc:  # name the command-line argument a setting came from
+        flags = {"n": "--n", "num_steps": "--num-steps", "masks": "--masks", "device": "--device"}
+        if exc.argument in flags and exc.argument in over:
+            exc.argument = flags[exc.argument]
+        raise
     names = list(EXPERIMENTS) if a.name == "all" else [a.name]
-    for name in names:
-        res = EXPERIMENTS[name](ctx, progress=not a.quiet)
-        print(format_markdown(res) + "\n")
-    print(f"results in {ctx.out}")
+    cli.say(f"loading the generators, judges and VGG-16 weights of profile {a.profile!r}", prog=prog)
+    _preflight(ctx)
+    with run_folder(out, overwrite=a.overwrite) as tmp:
+        ctx.out = tmp  # written here, renamed to --out when every experiment is done (cfg keeps the final path)
+        for i, name in enumerate(names, 1):
+            cli.say(f"[{i}/{len(names)}] {name}: {len(ctx.experiments())} experiment(s), n={ctx.cfg['n']}, "
+                    f"{ctx.cfg['num_steps']} DDS steps (cached runs in {cache} are reused)", prog=prog)
+            res = EXPERIMENTS[name](ctx, progress=not a.quiet)
+            print(format_markdown(res) + "\n")
+    print(f"results in {out}")
     return 0
 
 

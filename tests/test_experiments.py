@@ -23,7 +23,7 @@ def test_context_rejects_bad_settings():
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['steps'\]"):
         experiments.Context("ci", steps=3)
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
             experiments.Context("paper")
 
 
