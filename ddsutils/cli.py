@@ -278,14 +278,14 @@ def device(value: Any, name: str | None = "--device") -> Any:
         raise UserError("unknown device; use auto, cpu, cuda or cuda:N", argument=name, value=value)
     if text.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UserError("CUDA is not available on this machine; use --device cpu (or auto)",
+            raise UserError("CUDA is not available on this machine; use cpu (or auto)",
                             argument=name, value=value)
         idx = int(text.split(":")[1]) if ":" in text else 0
         if idx >= torch.cuda.device_count():
             raise UserError(f"this machine has {torch.cuda.device_count()} CUDA device(s); use cuda:0 ... "
                             f"cuda:{torch.cuda.device_count() - 1}", argument=name, value=value)
     if text == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("MPS is not available on this machine; use --device cpu", argument=name, value=value)
+        raise UserError("MPS is not available on this machine; use cpu (or auto)", argument=name, value=value)
     return torch.device(text)
 
 

@@ -40,7 +40,7 @@ the notebooks: 04, 05 and 07 reuse the DDS runs cached under ``results/dds/`` (k
 and weights), 90 reads what the others saved, and ``make demo`` twice reuses the first run's work. So the
 runner does not replace that folder whole; its unit is the notebook. Every file a notebook saves goes through
 an atomic write (whole or absent), and the executed copy ``<name>.ipynb``, the record that the notebook ran to
-its end, is written by papermill into a hidden ``.<name>.ipynb.partial-<pid>`` and renamed into place only
+its end, is written by papermill into a hidden ``.<name>.partial-<pid>.ipynb`` and renamed into place only
 when every cell succeeded. A failed notebook becomes ``<name>.failed.ipynb`` (the error marked in it) and the
 previous ``<name>.ipynb`` is removed, so a stale success never sits beside a newer failure; a killed run leaves
 only the hidden partial file, removed by the next run.
@@ -308,10 +308,10 @@ def prepare(profile: str, into: str | os.PathLike, names: Sequence[str] | None =
 
 
 def _sweep_partials(out: Path, stem: str) -> None:
-    """Remove ``.<stem>.ipynb.partial-<pid>`` files whose process is gone (left by a killed run)."""
-    for f in out.glob(f".{stem}.ipynb.partial-*"):
+    """Remove ``.<stem>.partial-<pid>.ipynb`` files whose process is gone (left by a killed run)."""
+    for f in out.glob(f".{stem}.partial-*.ipynb"):
         try:
-            pid = int(f.name.rsplit("-", 1)[1])
+            pid = int(f.name.rsplit("-", 1)[1].removesuffix(".ipynb"))
             os.kill(pid, 0)  # alive (ours or another run's): keep
         except (ValueError, ProcessLookupError):
             f.unlink(missing_ok=True)
@@ -343,8 +343,6 @@ def execute(profile: str, *, names: Sequence[str] | None = None, out_dir: str | 
         UserError: unknown notebook or profile, a parameter a notebook does not declare or of the wrong type,
             ``out_dir`` a file, or a bad ``threads`` / ``cell_timeout``.
     """
-    import papermill
-
     names = resolve_names(names)
     overrides = dict(overrides or {})
     if threads is not None:
@@ -352,11 +350,16 @@ def execute(profile: str, *, names: Sequence[str] | None = None, out_dir: str | 
     if cell_timeout is not None:
         cli.positive_int(cell_timeout, "--cell-timeout")
     check_profile(profile, names, **overrides)
+    devices = {notebook_parameters(profile, n, **overrides).get("device") for n in names} - {None}
+    for dev in sorted(devices):  # e.g. the paper profile's cuda on a machine without a GPU
+        cli.device(dev, "device")
     out = Path(out_dir) if out_dir else paths.runs_dir() / profile
     if out.exists() and not out.is_dir():
         raise UserError("is an existing file, not a folder; choose a folder for the executed notebooks",
                         argument="--out", value=str(out_dir or out))
     out.mkdir(parents=True, exist_ok=True)
+    import papermill
+
     _kernel_env(profile, threads)
     extra = {"out_dir": str(out)} if out_dir else {}
     rows = []
@@ -368,7 +371,7 @@ def execute(profile: str, *, names: Sequence[str] | None = None, out_dir: str | 
             rows.append({"name": stem, "status": "missing", "seconds": 0.0, "output": None})
             continue
         _sweep_partials(out, stem)
-        part, failed = out / f".{stem}.ipynb.partial-{os.getpid()}", out / f"{stem}.failed.ipynb"
+        part, failed = out / f".{stem}.partial-{os.getpid()}.ipynb", out / f"{stem}.failed.ipynb"
         print(f"[run ] {stem} ({profile}) ...", flush=True)
         t = time.perf_counter()
         try:

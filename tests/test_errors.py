@@ -187,3 +187,589 @@ def test_sigkill_between_two_files_leaves_no_folder(tmp_path, overwrite):
                        capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
     assert os.listdir(tmp_path) == ["run"] and sorted(os.listdir(out)) == ["record.json", "source.png"]
+
+
+# ======================================================================================================
+# Fixtures shared by the API and CLI cases: small files a careless user might hand over
+
+
+def _png_image(path: Path, arr, mode: str | None = None) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(arr, dtype=np.uint8), mode=mode) if mode else Image.fromarray(
+        np.asarray(arr, dtype=np.uint8))
+    im.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> Path:
+    """A folder of hostile inputs: text, random bytes, an unsafe pickle, tiny / NaN generators, profiles..."""
+    import pickle
+
+    import torch
+
+    from conftest import make_tiny_generator
+
+    d = tmp_path_factory.mktemp("bad")
+    (d / "notes.txt").write_text("my notes, not a checkpoint\n")
+    (d / "rand.pt").write_bytes(bytes(range(256)) * 7)  # random-looking bytes, not a pickle
+    (d / "empty.pt").write_bytes(b"")
+    (d / "pk.pt").write_bytes(pickle.dumps({"a": os.system}))  # a pickle that would call os.system
+    (d / "afile").write_text("a file where a folder is expected\n")
+    (d / "existing_run").mkdir()
+    (d / "existing_run" / "old.txt").write_text("a previous run\n")
+    G = make_tiny_generator(size=32)
+    torch.save({"g_ema": G.state_dict()}, d / "g32.pt")
+    sd = {k: v.clone() for k, v in G.state_dict().items()}
+    sd["convs.0.conv.weight"].view(-1)[3] = float("nan")
+    torch.save({"g_ema": sd}, d / "nan.pt")
+    good = {k: v.clone() for k, v in G.state_dict().items()}
+    torch.save({"g_ema": good, "latent_avg": torch.full((1, 32), float("inf"))}, d / "inf_avg.pt")
+    buf = (d / "g32.pt").read_bytes()
+    (d / "trunc.pt").write_bytes(buf[: len(buf) // 2])
+    (d / "bad_nn.yaml").write_text("shared: {profile: ci, device: cpu, seed: 0}\n"
+                                   "notebooks:\n  01_load_generators: {nn: 2}\n")
+    (d / "bad_type.yaml").write_text("shared: {profile: ci, device: cpu, seed: 0}\n"
+                                     "notebooks:\n  01_load_generators: {n: abc}\n")
+    (d / "broken.yaml").write_text("shared: [unclosed\n")
+    return d
+
+
+# ======================================================================================================
+# 2. API cases
+
+
+def _mask_ref():
+    import numpy as np
+
+    m = np.zeros((32, 32), np.uint8)
+    m[8:20, 6:24] = 1
+    return m
+
+
+def test_issue_case_3_rgba_mask_with_alpha_outside_the_part(tmp_path):
+    import numpy as np
+    import torch
+
+    from ddsutils.segmenter import load_mask_png
+
+    m = _mask_ref()
+    rgba = np.dstack([np.full((32, 32, 3), 255, np.uint8), m * 255])  # RGB white everywhere, alpha = the part
+    got = load_mask_png(_png_image(tmp_path / "rgba.png", rgba, "RGBA"), size=32)
+    assert torch.equal(got[0, 0], torch.from_numpy(m).float())  # was: all foreground (mean 1.0)
+
+
+def test_issue_case_3_mask_held_only_in_alpha(tmp_path):
+    import numpy as np
+    import torch
+
+    from ddsutils.segmenter import load_mask_png
+
+    m = _mask_ref()
+    rgba = np.dstack([np.zeros((32, 32, 3), np.uint8), m * 255])  # black everywhere, alpha = the part
+    got = load_mask_png(_png_image(tmp_path / "alpha.png", rgba, "RGBA"), size=32)
+    assert torch.equal(got[0, 0], torch.from_numpy(m).float())  # was: empty
+    la = np.dstack([np.zeros((32, 32), np.uint8), m * 255])  # grey + alpha
+    assert torch.equal(load_mask_png(_png_image(tmp_path / "la.png", la, "LA"), size=32)[0, 0],
+                       torch.from_numpy(m).float())
+
+
+def test_issue_case_3_red_overlay_and_a_hint_that_works(tmp_path):
+    import numpy as np
+    import torch
+
+    from ddsutils.segmenter import SegmenterError, load_mask_png
+
+    m = _mask_ref()
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = m * 255
+    got = load_mask_png(_png_image(tmp_path / "red.png", red), size=32)
+    assert torch.equal(got[0, 0], torch.from_numpy(m).float())  # pure red on black: no threshold needed
+    soft = red.copy()
+    soft[..., 0] = m * 180
+    soft[8, 6:24, 0] = 90  # an anti-aliased edge: three levels
+    with pytest.raises(SegmenterError, match=r"pass threshold=(\d+)") as info:
+        load_mask_png(_png_image(tmp_path / "soft.png", soft), size=32)
+    t = int(__import__("re").search(r"threshold=(\d+)", str(info.value)).group(1))
+    hinted = load_mask_png(tmp_path / "soft.png", size=32, threshold=t)[0, 0]
+    inner = torch.from_numpy(m).bool().clone()
+    inner[8] = False
+    assert hinted[inner].all() and not hinted[~torch.from_numpy(m).bool()].any()  # the hint gives the part
+    share = float(__import__("re").search(r": ([\d.]+)% of the pixels", str(info.value)).group(1)) / 100
+    assert abs(share - float(hinted.mean())) < 1e-3
+
+
+def test_mask_png_transparent_background_and_palette(tmp_path):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ddsutils.segmenter import load_mask_png
+
+    m = _mask_ref()
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 255, m * 255  # red part, transparent elsewhere (RGB also red there)
+    rgba[..., 1] = (1 - m) * 255  # the invisible pixels are yellow: colour varies, so value x alpha decides
+    assert torch.equal(load_mask_png(_png_image(tmp_path / "t.png", rgba, "RGBA"), size=32)[0, 0],
+                       torch.from_numpy(m).float())
+    pal = Image.fromarray(m * 255).convert("P")
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    assert torch.equal(load_mask_png(tmp_path / "p.png", size=32)[0, 0], torch.from_numpy(m).float())
+
+
+@pytest.mark.parametrize("kwargs, text", [({"size": 0}, "size: 0: must be >= 1"),
+                                          ({"size": 32, "threshold": 0}, "threshold: 0: must be >= 1"),
+                                          ({"size": 32, "threshold": 256}, "threshold: 256: must be <= 255")])
+def test_mask_png_bad_arguments(tmp_path, kwargs, text):
+    from ddsutils.segmenter import SegmenterError, load_mask_png
+
+    path = _png_image(tmp_path / "m.png", _mask_ref() * 255)
+    with pytest.raises((SegmenterError, cli.UserError), match=text):
+        load_mask_png(path, **kwargs)
+
+
+@pytest.mark.parametrize("name, text, trust_advice", [
+    ("rand.pt", r"not a readable PyTorch checkpoint \(1792 bytes, neither a torch zip archive nor an intact pickle\)",
+     False),
+    ("empty.pt", r"not a readable PyTorch checkpoint \(an empty file\)", False),
+    ("notes.txt", "not a readable PyTorch checkpoint", False),
+    ("trunc.pt", "truncated or damaged torch zip archive", False),
+    ("pk.pt", r"outside the safe allow-list \(posix.system\)", True),
+    ("nan.pt", r"NaN or infinite values in 1 weight\(s\) \(convs.0.conv.weight\)", False),
+    ("inf_avg.pt", r"NaN or infinite values in 1 weight\(s\) \(latent_avg\)", False),
+])
+def test_issue_cases_2_and_12_generator_files(bad_files, name, text, trust_advice):
+    """Garbage is 'not a checkpoint / corrupt' (no --trust advice); only a real pickle of code gets the --trust
+    route; NaN / inf weights are refused at load."""
+    from ddsutils.stylegan2 import CheckpointError, load_generator
+
+    with pytest.raises(CheckpointError, match=text) as info:
+        load_generator(bad_files / name)
+    assert ("--trust" in str(info.value)) == trust_advice
+
+
+def test_generator_arguments_checked_before_loading(bad_files):
+    from ddsutils.stylegan2 import CheckpointNotFoundError, convert_checkpoint, load_generator
+
+    for kwargs, text in (({"device": "tpu"}, "device: tpu: unknown device"), ({"size": 0}, "size: 0: must be >= 1"),
+                         ({"lr_mlp": -1.0}, "lr_mlp: -1.0: must be > 0")):
+        with pytest.raises(cli.UserError, match=text):
+            load_generator(bad_files / "g32.pt", **kwargs)
+    with pytest.raises(CheckpointNotFoundError, match="neither a checkpoint file nor a weights name") as info:
+        load_generator("toy-natural-46")
+    assert isinstance(info.value, FileNotFoundError)
+    out = bad_files.parent / "converted_nan.pt"
+    with pytest.raises(cli.UserError, match="NaN"):
+        convert_checkpoint(bad_files / "nan.pt", out)
+    assert not out.exists()
+
+
+def test_segmenter_and_judge_files_nan_and_garbage(tmp_path, bad_files):
+    import torch
+
+    from conftest import make_tiny_generator
+    from ddsutils import judges
+    from ddsutils import segmenter as S
+
+    G = make_tiny_generator(size=32)
+    lab = torch.zeros(1, 1, 32, 32)
+    lab[..., 8:20, 8:20] = 1
+    seg = S.train_segmenter(G, torch.randn(1, 32), lab, steps=1, stats_samples=2, progress=False)
+    path = S.save_segmenter(seg, tmp_path / "seg.pt")
+    assert S.load_segmenter(path).n_class == 2
+    obj = torch.load(path, weights_only=True)
+    next(iter(obj["state_dict"].values())).view(-1)[0] = float("inf")
+    torch.save(obj, tmp_path / "seg_inf.pt")
+    with pytest.raises(S.SegmenterError, match="NaN or infinite values"):
+        S.load_segmenter(tmp_path / "seg_inf.pt")
+    with pytest.raises(S.SegmenterError, match="not a PyTorch file or corrupt"):
+        S.load_segmenter(bad_files / "rand.pt")
+    parser = judges.load_judge("judge-parser-64")
+    judges.save_judge(parser, tmp_path / "j.pt")
+    jd = torch.load(tmp_path / "j.pt", weights_only=True)
+    jd["state_dict"]["head.weight" if "head.weight" in jd["state_dict"] else next(iter(jd["state_dict"]))] \
+        .view(-1)[0] = float("nan")
+    torch.save(jd, tmp_path / "j_nan.pt")
+    with pytest.raises(judges.JudgeError, match="NaN or infinite values"):
+        judges.load_judge_file(tmp_path / "j_nan.pt")
+    with pytest.raises(judges.JudgeError, match="not a PyTorch file or corrupt"):
+        judges.load_judge_file(bad_files / "rand.pt")
+    with pytest.raises(judges.JudgeError, match="pickles code outside the weights-only allow-list"):
+        judges.load_judge_file(bad_files / "pk.pt")
+    with pytest.raises(judges.JudgeError, match="unknown judge kind 'nope'"):
+        judges.load_judge_file(tmp_path / "j.pt", kind="nope")
+
+
+def test_segmenter_entry_points_validate_inputs():
+    import numpy as np
+    import torch
+
+    from conftest import make_tiny_generator
+    from ddsutils import segmenter as S
+
+    G = make_tiny_generator(size=32)
+    lab = np.zeros((1, 1, 32, 32), np.float32)
+    lab[..., 8:20, 8:20] = 1
+    z = np.random.default_rng(0).standard_normal((1, 32)).astype(np.float32)
+    seg = S.train_segmenter(G, z, lab, steps=1, stats_samples=2, progress=False)  # numpy in: a correct result
+    assert S.predict_masks(seg, G, torch.from_numpy(z), progress=False).shape == (1, 1, 32, 32)
+    bad_z = torch.from_numpy(z).clone()
+    bad_z[0, 0] = float("nan")
+    for kwargs, text in (({"steps": 2.5}, "steps: 2.5: must be a whole number"), ({"lr": float("inf")}, "lr: inf"),
+                         ({"steps": 0}, "steps: 0: must be >= 1"), ({"size": "XL"}, "size must be one of"),
+                         ({"feature_dropout": 1.0}, r"feature_dropout must be in \[0, 1\)")):
+        with pytest.raises(S.SegmenterError, match=text):
+            S.train_segmenter(G, z, lab, progress=False, **kwargs)
+    with pytest.raises(S.SegmenterError, match="latents contain NaN or inf"):
+        S.train_segmenter(G, bad_z, lab, steps=1, progress=False)
+    with pytest.raises(S.SegmenterError, match="latents is a path"):
+        S.train_segmenter(G, "z.pt", lab, steps=1, progress=False)
+    with pytest.raises(S.SegmenterError, match="batch_size must be a whole number >= 1"):
+        S.predict_masks(seg, G, z, batch_size=0)
+    with pytest.raises(S.SegmenterError, match="G must be a ddsutils Generator"):
+        S.train_segmenter("toy-natural-64", z, lab, steps=1, progress=False)
+
+
+@pytest.mark.parametrize("params, text", [
+    ({"nn": 2}, r"01_load_generators has no parameter 'nn' \(did you mean n\?\)"),
+    ({"n": "abc"}, "parameter 'n' must be int like the notebook's default 8, got str"),
+    ({"n": 2.5}, "parameter 'n' must be int"),
+    ({"truncation": "0.7"}, "parameter 'truncation' must be float"),
+    ({"generators": ["toy-natural-64", 3]}, r"item 1 \(3\) must be str"),
+    ({"n": True}, "parameter 'n' must be int"),
+])
+def test_issue_case_4_parameter_names_and_types(params, text):
+    from ddsutils import notebook as NB
+
+    with pytest.raises(cli.UserError, match=text):
+        NB.check_parameters("01_load_generators", params, source="x.yaml")
+    NB.check_parameters("01_load_generators", {"n": 2, "truncation": 1, "generators": ["a"]})  # int for float: fine
+
+
+def test_notebook_runner_refuses_before_any_kernel(bad_files, tmp_path, monkeypatch):
+    from ddsutils import notebook as NB
+
+    monkeypatch.setattr(NB, "_kernel_env", lambda *a: pytest.fail("a kernel was about to start"))
+    for kwargs, text in (({"names": ["01_load_generatorz"]}, "did you mean 01_load_generators"),
+                         ({"names": ["01_load_generators"], "overrides": {"nn": 1}}, "has no parameter 'nn'"),
+                         ({"names": ["01_load_generators"], "threads": 0}, "--threads: 0: must be >= 1"),
+                         ({"names": ["01_load_generators"], "overrides": {"device": "tpu"}}, "unknown device"),
+                         ({"names": ["01_load_generators"], "out_dir": bad_files / "afile"}, "is an existing file")):
+        with pytest.raises(cli.UserError, match=text):
+            NB.execute("ci", **kwargs)
+    with pytest.raises(cli.UserError, match="has no parameter 'nn'"):
+        NB.execute(str(bad_files / "bad_nn.yaml"), names=["01_load_generators"])
+    with pytest.raises(cli.UserError, match="not valid YAML"):
+        NB.load_profile(str(bad_files / "broken.yaml"))
+
+
+def test_notebook_runner_installs_the_executed_copy_only_on_success(tmp_path):
+    """A failing notebook leaves <name>.failed.ipynb and removes the previous <name>.ipynb; nothing partial."""
+    import json
+
+    from ddsutils import notebook as NB
+
+    nb = {"cells": [{"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
+                     "outputs": [], "source": 'profile: str = "demo"\nout_dir: str = ""\ndevice: str = "cpu"\n'
+                                              "seed: int = 0\nfail: bool = True"},
+                    {"cell_type": "code", "id": "f", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": "if fail:\n    raise RuntimeError('boom')"}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    src = tmp_path / "t_fail.ipynb"
+    src.write_text(json.dumps(nb))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "t_fail.ipynb").write_text("{}")  # a stale success from an earlier run
+    (out / f".t_fail.partial-{2**22 + 12345}.ipynb").write_text("{}")  # left by a killed run (no such pid)
+    rows = NB.execute("ci", names=[str(src)], out_dir=out, cell_timeout=60)
+    assert [r["status"] for r in rows] == ["failed"]
+    assert sorted(os.listdir(out)) == ["t_fail.failed.ipynb"]
+    assert "boom" in (out / "t_fail.failed.ipynb").read_text()
+
+
+@pytest.mark.parametrize("overrides, text", [
+    ({"n": 1}, "n: 1: must be >= 2"), ({"pairs": [("caricature", "cartoon")]}, "pairs: cartoon: unknown domain"),
+    ({"masks": ["eyes"]}, "unknown mask"), ({"lr": float("nan")}, "lr: nan: must be a finite number"),
+    ({"backbones": ["vgg19"]}, "did you mean vgg16"), ({"num_steps": 0}, "num_steps: 0: must be >= 1"),
+    ({"pairs": [("natural", "natural")]}, "two different domains"), ({"device": "tpu"}, "unknown device"),
+    ({"steps": 3}, r"unknown setting\(s\) \['steps'\] \(did you mean num_steps\?\)"),
+])
+def test_experiment_settings_checked_up_front(overrides, text):
+    from ddsutils import experiments
+
+    with pytest.raises(cli.UserError, match=text):
+        experiments.Context("ci", **overrides)
+
+
+def test_experiment_pt_and_json_written_as_a_pair(tmp_path):
+    import json
+
+    import torch
+
+    from ddsutils import experiments
+
+    ctx = experiments.Context("ci", out=str(tmp_path))
+    (tmp_path / "x.pt").write_bytes(b"stale images of an earlier run")
+    experiments._finish(ctx, "x", [{"a": 1.0}], {}, 0.0)
+    assert sorted(os.listdir(tmp_path)) == ["x.json"]  # no stale images beside new numbers
+    experiments._finish(ctx, "x", [{"a": 1.0}], {}, 0.0, images={"i": torch.zeros(1)})
+    assert sorted(os.listdir(tmp_path)) == ["x.json", "x.pt"] and json.loads((tmp_path / "x.json").read_text())
+
+
+def test_zoo_arguments_checked_before_training(tmp_path):
+    from ddsutils import zoo
+
+    for kwargs, text in (({"kl_wt": float("nan")}, "kl_wt: nan"), ({"targets": ("cartoon",)}, "unknown target style"),
+                         ({"batch": 0}, "batch: 0"), ({"preset": "huge"}, "unknown preset"),
+                         ({"threads": 0}, "threads: 0")):
+        with pytest.raises(cli.UserError, match=text):
+            zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", figures=tmp_path / "f", device="cpu",
+                          progress=False, **kwargs)
+    with pytest.raises(cli.UserError, match="n: 0: must be >= 1"):
+        zoo.evaluate_zoo(generators={}, n=0)
+    assert os.listdir(tmp_path) == []
+
+
+# ======================================================================================================
+# 3. CLI cases: python -m ddsutils.<module> ARGV must exit 2 with ONE `error:` line naming EXPECT, no
+#    traceback, and leave no file behind. {d}: the bad_files folder (read only); {tmp}: an empty folder of the
+#    case (its cwd). ENV: extra environment ({tmp} / {d} expanded). The cases run in one subprocess (runpy, as
+#    `python -m` does); _TRUE_SUBPROCESS reruns a few as real `python -m` processes to check the wiring.
+
+CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
+    # --- stylegan2 (issue cases 9, 12, 2)
+    ("sg2-random-bytes", "stylegan2", ["info", "{d}/rand.pt"], "not a readable PyTorch checkpoint (1792 bytes", {}),
+    ("sg2-text", "stylegan2", ["info", "{d}/notes.txt"], "not a readable PyTorch checkpoint", {}),
+    ("sg2-unsafe-pickle", "stylegan2", ["info", "{d}/pk.pt"], "outside the safe allow-list (posix.system)", {}),
+    ("sg2-nan", "stylegan2", ["info", "{d}/nan.pt"], "NaN or infinite values in 1 weight", {}),
+    ("sg2-unknown-name", "stylegan2", ["info", "toy-natural-46"], "neither a checkpoint file nor a weights name", {}),
+    ("sg2-convert-onto-source", "stylegan2", ["convert", "{d}/g32.pt", "{d}/g32.pt"], "dst: {d}/g32.pt: is the source", {}),
+    ("sg2-convert-missing", "stylegan2", ["convert", "{d}/missing.pt", "{tmp}/o.pt"], "src: {d}/missing.pt: no such", {}),
+    ("sg2-convert-under-file", "stylegan2", ["convert", "{d}/g32.pt", "{d}/afile/o.pt"], "afile is a file", {}),
+    ("sg2-trust-garbage", "stylegan2", ["convert", "{d}/rand.pt", "{tmp}/o.pt", "--trust"],
+     "not a readable PyTorch checkpoint even without the allow-list", {}),
+    ("sg2-missing-arg", "stylegan2", ["info"], "the following arguments are required: src", {}),
+    ("sg2-bad-subcommand", "stylegan2", ["frobnicate"], "invalid choice: 'frobnicate'", {}),
+    # --- weights (issue cases 1, 12)
+    ("w-from-text", "weights", ["fetch", "ffhq-256", "--from", "{d}/notes.txt"],
+     "is not a StyleGAN2 generator checkpoint for ffhq-256", {"DDS_WEIGHTS_DIR": "{tmp}/cache"}),
+    ("w-from-wrong-arch", "weights", ["fetch", "ffhq-256", "--from", "{d}/g32.pt"],
+     "another architecture than ffhq-256: size 32 (expected 256)", {"DDS_WEIGHTS_DIR": "{tmp}/cache"}),
+    ("w-from-random", "weights", ["fetch", "fewshot-sketch-256", "--from", "{d}/rand.pt"],
+     "not a PyTorch checkpoint: 1792 bytes", {"DDS_WEIGHTS_DIR": "{tmp}/cache"}),
+    ("w-from-nan", "weights", ["fetch", "fewshot-caricature-256", "--from", "{d}/nan.pt"], "NaN or infinite",
+     {"DDS_WEIGHTS_DIR": "{tmp}/cache"}),
+    ("w-typo-name", "weights", ["fetch", "ffhq-257"], "(did you mean ffhq-256?)", {}),
+    ("w-from-missing", "weights", ["fetch", "ffhq-256", "--from", "{d}/missing.pt"], "--from: {d}/missing.pt: no such", {}),
+    ("w-from-folder", "weights", ["fetch", "ffhq-256", "--from", "{d}"], "is a folder, not a file", {}),
+    ("w-verify-unknown", "weights", ["verify", "nope"], "unknown weights 'nope'", {}),
+    ("w-offline", "weights", ["fetch", "resnet18-imagenet"], "Offline mode is on (DDS_OFFLINE=1)",
+     {"DDS_WEIGHTS_DIR": "{tmp}/cache"}),
+    ("w-committed-from", "weights", ["fetch", "toy-natural-64", "--from", "{d}/g32.pt"], "nothing to copy", {}),
+    # --- segmenter (issue case 9)
+    ("seg-n-zero", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--n", "0"], "--n: 0: must be >= 1", {}),
+    ("seg-json-folder", "segmenter", ["evaluate", "--json", "{d}", "--n", "2"], "--json: {d}: is a folder", {}),
+    ("seg-mask-typo", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--masks", "hairr"], "(did you mean hair?)", {}),
+    ("seg-generator-garbage", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--generator", "{d}/rand.pt"],
+     "--generator: {d}/rand.pt: is not a readable PyTorch checkpoint", {}),
+    ("seg-generator-nan", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--generator", "{d}/nan.pt"],
+     "NaN or infinite", {}),
+    ("seg-target-other-arch", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--targets", "{d}/g32.pt"],
+     "--targets: {d}/g32.pt: is a 32 px", {}),
+    ("seg-truncation-nan", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--label-truncation", "nan"],
+     "--label-truncation: nan: must be a finite number >= 0 and <= 1", {}),
+    ("seg-n-labels-mean-face", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--n-labels", "3"],
+     "needs --label-truncation > 0", {}),
+    ("seg-device", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--device", "tpu"], "--device: tpu: unknown device", {}),
+    ("seg-judge-wrong-kind", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--judge", "judge-domain-64"],
+     "holds a 'domain-segmenter' judge", {}),
+    ("seg-dropout-one", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--feature-dropout", "1"], "must be >= 0 and < 1", {}),
+    ("seg-balance-negative", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--class-balance", "-0.5"],
+     "--class-balance: -0.5: must be >= 0", {}),
+    ("seg-same-generator-twice", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--targets", "toy-natural-64"],
+     "names the same generator twice", {}),
+    ("seg-steps-float", "segmenter", ["evaluate", "--json", "{tmp}/e.json", "--steps", "2.5"],
+     "--steps: 2.5: must be a whole number", {}),
+    # --- judges
+    ("judge-garbage", "judges", ["evaluate", "--parser", "{d}/rand.pt"], "not a PyTorch file or corrupt", {}),
+    ("judge-wrong-kind", "judges", ["evaluate", "--domain", "judge-parser-64"], "holds a 'part-parser' judge", {}),
+    ("judge-json-folder", "judges", ["evaluate", "--json", "{d}"], "--json: {d}: is a folder", {}),
+    ("judge-channels", "judges", ["train", "--channels", "16,x"], "must be comma-separated whole numbers", {}),
+    ("judge-out-file", "judges", ["train", "--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
+    ("judge-nothing", "judges", ["evaluate", "--parser", "", "--domain", ""], "nothing to evaluate", {}),
+    ("judge-lr-zero", "judges", ["train", "--lr", "0"], "--lr: 0: must be > 0", {}),
+    # --- zoo
+    ("zoo-iters-zero", "zoo", ["train", "--iters-natural", "0"], "--iters-natural: 0: must be >= 1", {}),
+    ("zoo-iters-adapt", "zoo", ["train", "--iters-adapt", "sketch=0"], "--iters-adapt wants N or STYLE=N", {}),
+    ("zoo-out-file", "zoo", ["train", "--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
+    ("zoo-manifest-outside", "zoo", ["train", "--update-manifest", "--out", "{tmp}/w"], "inside the repository", {}),
+    ("zoo-freeze-typo", "zoo", ["train", "--freeze", "convz"], "--freeze: convz: freeze prefixes ['convz']", {}),
+    ("zoo-kl-inf", "zoo", ["train", "--kl-wt", "inf"], "--kl-wt: inf: must be a finite number", {}),
+    ("zoo-device", "zoo", ["train", "--device", "tpu"], "--device: tpu: unknown device", {}),
+    ("zoo-eval-garbage", "zoo", ["evaluate", "--generator", "sketch={d}/rand.pt"], "is not a readable PyTorch", {}),
+    ("zoo-eval-style", "zoo", ["evaluate", "--generator", "cartoon=x.pt"], "--generator wants STYLE=PATH", {}),
+    ("zoo-eval-n", "zoo", ["evaluate", "--n", "0"], "--n: 0: must be >= 1", {}),
+    # --- experiments (run folders)
+    ("exp-out-file", "experiments", ["table1", "--profile", "ci", "--out", "{d}/afile"], "is an existing file", {}),
+    ("exp-out-exists", "experiments", ["table1", "--profile", "ci", "--out", "{d}/existing_run"],
+     "already exists; pass --overwrite", {}),
+    ("exp-out-partial", "experiments", ["table1", "--profile", "ci", "--out", "{d}/.r.partial-abc"],
+     "temporary folder of an unfinished run", {}),
+    ("exp-n-one", "experiments", ["table1", "--profile", "ci", "--n", "1", "--out", "{tmp}/r"], "--n: 1: must be >= 2", {}),
+    ("exp-cache-inside", "experiments", ["table1", "--profile", "ci", "--out", "{tmp}/r", "--cache", "{tmp}/r/c"],
+     "is inside --out", {}),
+    ("exp-name", "experiments", ["table2", "--profile", "ci"], "invalid choice: 'table2'", {}),
+    ("exp-device", "experiments", ["table1", "--profile", "ci", "--device", "tpu", "--out", "{tmp}/r"],
+     "--device: tpu: unknown device", {}),
+    ("exp-steps-zero", "experiments", ["table1", "--profile", "ci", "--num-steps", "0", "--out", "{tmp}/r"],
+     "--num-steps: 0: must be >= 1", {}),
+    # --- notebook runner (issue cases 4, 5)
+    ("nb-only-typo", "notebook", ["run", "--profile", "ci", "--only", "01_load_generatorz"],
+     "(did you mean 01_load_generators?); choose one of: 00_setup_and_weights", {}),
+    ("nb-profile-unknown-key", "notebook", ["run", "--profile", "{d}/bad_nn.yaml", "--only", "01_load_generators"],
+     "01_load_generators has no parameter 'nn' (did you mean n?)", {}),
+    ("nb-profile-wrong-type", "notebook", ["run", "--profile", "{d}/bad_type.yaml", "--only", "01_load_generators"],
+     "parameter 'n' must be int like the notebook's default 8, got str", {}),
+    ("nb-profile-missing", "notebook", ["run", "--profile", "cx"], "unknown parameter profile", {}),
+    ("nb-profile-broken", "notebook", ["run", "--profile", "{d}/broken.yaml"], "is not valid YAML", {}),
+    ("nb-set-type", "notebook", ["run", "--profile", "ci", "--only", "01_load_generators", "--set", "n=abc"],
+     "--set: n: 'abc': 01_load_generators parameter 'n' must be int", {}),
+    ("nb-set-form", "notebook", ["run", "--profile", "ci", "--set", "fig"], "--set: fig: wants NAME=VALUE", {}),
+    ("nb-threads", "notebook", ["run", "--profile", "ci", "--threads", "0"], "--threads: 0: must be >= 1", {}),
+    ("nb-out-file", "notebook", ["run", "--profile", "ci", "--only", "01_load_generators", "--out", "{d}/afile"],
+     "--out: {d}/afile: is an existing file", {}),
+    ("nb-device", "notebook", ["run", "--profile", "ci", "--only", "01_load_generators", "--set", "device=tpu"],
+     "device: tpu: unknown device", {}),
+    ("nb-params-name", "notebook", ["params", "ci", "03_dds"], "name: 03_dds: unknown notebook", {}),
+    ("nb-prepare-into-file", "notebook", ["prepare", "--profile", "ci", "--into", "{d}/afile"], "is an existing file", {}),
+    # --- demo runner
+    ("demo-only", "demo", ["--profile", "ci", "--only", "nope"], "--only: nope: unknown notebook", {}),
+    ("demo-threads", "demo", ["--threads", "0"], "--threads: 0: must be >= 1", {}),
+    ("demo-out-file", "demo", ["--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
+]
+
+#: Cases also run as real ``python -m`` processes (one per command line): same exit status and error line.
+_TRUE_SUBPROCESS = ("sg2-random-bytes", "w-from-text", "seg-generator-garbage", "judge-garbage", "zoo-eval-n",
+                    "exp-out-exists", "nb-only-typo", "demo-only")
+
+_DRIVER = textwrap.dedent(r"""
+    import contextlib, io, json, os, runpy, sys, time, traceback, warnings
+    warnings.filterwarnings("ignore", category=RuntimeWarning, message=".*found in sys.modules")
+    import torch  # noqa: F401  (imported once, as every command line does)
+    cases, results = json.load(sys.stdin), {}
+    real_stdout, base_env, base_cwd = sys.stdout, dict(os.environ), os.getcwd()
+    for case in cases:
+        os.environ.clear(); os.environ.update({**base_env, **case["env"]}); os.chdir(case["cwd"])
+        out, err, rc = io.StringIO(), io.StringIO(), None
+        sys.argv = [case["module"], *case["argv"]]
+        t = time.perf_counter()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module("ddsutils." + case["module"], run_name="__main__", alter_sys=True)
+                rc = 0
+            except SystemExit as exc:
+                rc = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                rc = 1
+        results[case["id"]] = {"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                               "seconds": time.perf_counter() - t}
+        os.chdir(base_cwd)
+    real_stdout.write(json.dumps(results))
+""")
+
+
+def _expand(text: str, d: Path, tmp: Path) -> str:
+    return text.replace("{d}", str(d)).replace("{tmp}", str(tmp))
+
+
+def _run_cli_cases(cases, d: Path, root: Path) -> dict[str, dict]:
+    """Run CLI cases in one subprocess; returns ``{id: {"rc", "stdout", "stderr", "seconds", "tmp"}}``."""
+    import json
+
+    payload = []
+    for cid, module, argv, _, env in cases:
+        tmp = root / cid
+        tmp.mkdir()
+        payload.append({"id": cid, "module": module, "argv": [_expand(a, d, tmp) for a in argv],
+                        "env": {k: _expand(v, d, tmp) for k, v in env.items()}, "cwd": str(tmp)})
+    r = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps(payload), capture_output=True, text=True,
+                       env=_env(), cwd=REPO, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    for cid, *_ in cases:
+        res[cid]["tmp"] = root / cid
+    return res
+
+
+def _check_cli_result(case, res, d: Path) -> None:
+    cid, module, argv, expect, _ = case
+    err = res["stderr"]
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    error_lines = [ln for ln in lines if ln.startswith("error:")]
+    assert res["rc"] == 2, f"{cid}: exit {res['rc']}\n{err}"
+    assert "Traceback" not in err, f"{cid}: traceback\n{err}"
+    assert len(error_lines) == 1 and lines[-1] == error_lines[0], f"{cid}: not one error line at the end\n{err}"
+    assert all(ln.startswith(("error:", "[ddsutils.")) for ln in lines), f"{cid}: stray stderr output\n{err}"
+    assert _expand(expect, d, res["tmp"]) in error_lines[0], f"{cid}: {error_lines[0]!r} lacks {expect!r}"
+    left = [p for p in res["tmp"].rglob("*") if p.is_file() or is_partial_run_folder(p)]
+    assert not left, f"{cid}: left {left}"
+
+
+@pytest.fixture(scope="module")
+def cli_results(bad_files, tmp_path_factory):
+    before = sorted(str(p.relative_to(bad_files)) for p in bad_files.rglob("*"))
+    res = _run_cli_cases(CLI_CASES, bad_files, tmp_path_factory.mktemp("cli"))
+    after = sorted(str(p.relative_to(bad_files)) for p in bad_files.rglob("*"))
+    assert after == before, "a CLI case changed the fixture folder (e.g. wrote into an existing run)"
+    slowest = max(res, key=lambda k: res[k]["seconds"])
+    print(f"\nslowest CLI case (in-process part): {slowest} {res[slowest]['seconds']:.2f} s")
+    return res
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_case(case, cli_results, bad_files):
+    _check_cli_result(case, cli_results[case[0]], bad_files)
+
+
+def test_cli_cases_as_real_processes(cli_results, bad_files, tmp_path):
+    """The same exit status and error line from `python -m ddsutils.X` (two processes at a time)."""
+    cases = [c for c in CLI_CASES if c[0] in _TRUE_SUBPROCESS]
+    assert len(cases) == len(_TRUE_SUBPROCESS) and {c[1] for c in cases} >= {"stylegan2", "weights", "segmenter",
+                                                                             "judges", "zoo", "experiments",
+                                                                             "notebook", "demo"}
+    running: list[tuple[tuple, subprocess.Popen, Path]] = []
+    done = []
+    for case in cases:
+        tmp = tmp_path / case[0]
+        tmp.mkdir()
+        cmd = [sys.executable, "-m", f"ddsutils.{case[1]}", *[_expand(a, bad_files, tmp) for a in case[2]]]
+        env = _env(**{k: _expand(v, bad_files, tmp) for k, v in case[4].items()})
+        running.append((case, subprocess.Popen(cmd, cwd=tmp, env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True), tmp))
+        if len(running) == 2 or case is cases[-1]:
+            for c, proc, t in running:
+                out, err = proc.communicate(timeout=120)
+                done.append((c, {"rc": proc.returncode, "stdout": out, "stderr": err, "tmp": t}))
+            running = []
+    for case, res in done:
+        _check_cli_result(case, res, bad_files)
+        mine = [ln for ln in res["stderr"].splitlines() if ln.startswith("error:")][0]
+        theirs = [ln for ln in cli_results[case[0]]["stderr"].splitlines() if ln.startswith("error:")][0]
+        assert mine == _expand(theirs, bad_files, res["tmp"]).replace(str(cli_results[case[0]]["tmp"]), str(res["tmp"]))
+
+
+def test_debug_flag_shows_the_traceback(bad_files, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ddsutils.stylegan2", "info", str(bad_files / "rand.pt"), "--debug"],
+                       capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "Traceback" in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+# ======================================================================================================
+# 4. dds run / dds evaluate: add a table DDS_CLI_CASES in the format of CLI_CASES here and a test like
+#    test_cli_case that runs it with _run_cli_cases / _check_cli_result (kept separate: dds.py is written
+#    elsewhere).
