@@ -1337,8 +1337,10 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     redrawn: dict[str, Tensor] = {}
     say(f"generating and parsing {n} evaluation images per domain ({', '.join(gens)})"
         + (" and again with redrawn noise" if judge_noise else ""))
+    from tqdm.auto import tqdm
+
     with torch.no_grad():
-        for name, G in gens.items():
+        for name, G in tqdm(list(gens.items()), desc="oracle masks", disable=not progress, leave=False):
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
             if judge_noise:
