@@ -50,8 +50,14 @@ __all__ = [
     "make_feature_extractor",
     "DDSResult",
     "optimise",
+    "paper_loss",
+    "release_loss",
+    "refine_loss",
+    "default_blend_start",
+    "MODES",
     "PAPER_WEIGHTS",
     "RELEASE_WEIGHTS",
+    "RELEASE_TRUNCATION",
 ]
 
 PAPER_WEIGHTS = {"alpha": 0.9, "beta": 1.0, "gamma": 0.5}
@@ -77,6 +83,9 @@ def crossover(x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor, y_t: torc
     return x_s * y_s + x_t * (1 - y_t)
 
 
+_MASK_RESIZES = ("bilinear", "chain", "area", "nearest")
+
+
 def _resize_mask(mask: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
@@ -84,9 +93,9 @@ def _resize_mask(mask: torch.Tensor, size: tuple[int, int], mode: str) -> torch.
         return F.interpolate(mask, size=size, mode="nearest")
     if mode == "area":
         return F.adaptive_avg_pool2d(mask, size)
-    if mode == "bilinear":
+    if mode in ("bilinear", "chain"):
         return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
-    raise ValueError(f"mask_resize must be 'bilinear', 'area' or 'nearest', got {mode!r}")
+    raise ValueError(f"mask_resize must be one of {_MASK_RESIZES}, got {mode!r}")
 
 
 def masked_feature_loss(feats_1: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
@@ -101,7 +110,9 @@ def masked_feature_loss(feats_1: Mapping[str, torch.Tensor] | Sequence[torch.Ten
         mask: ``[N, 1, H, W]`` in [0, 1].
         norm: ``"mse"``: ``Σ_j mean((F_j(I1) λ_j − F_j(I2) λ_j)²)`` (= ``(1/N_j)‖·‖²``, the released code);
             ``"paper"``: ``Σ_j (1/N_j) ‖F_j(I1) λ_j − F_j(I2) λ_j‖`` (Eq. 3 as printed).
-        mask_resize: ``"bilinear"`` (released code), ``"area"`` or ``"nearest"``.
+        mask_resize: ``"bilinear"`` (from the full-resolution mask to each layer), ``"chain"`` (the released
+            code: bilinear, each layer's mask resized from the previous layer's, e.g. 256 → 64 → 32),
+            ``"area"`` or ``"nearest"``.
 
     Returns:
         ``[N]`` float tensor.
@@ -113,8 +124,9 @@ def masked_feature_loss(feats_1: Mapping[str, torch.Tensor] | Sequence[torch.Ten
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
     total = torch.zeros(mask.shape[0], device=mask.device, dtype=f1[0].dtype if f1 else torch.float32)
+    m = mask
     for a, b in zip(f1, f2):
-        m = _resize_mask(mask.to(a.dtype), a.shape[-2:], mask_resize)
+        m = _resize_mask((m if mask_resize == "chain" else mask).to(a.dtype), a.shape[-2:], mask_resize)
         d = (a - b) * m
         n_j = d[0].numel()
         sq = d.pow(2).flatten(1).sum(dim=1)
@@ -327,6 +339,166 @@ def _initial_latent(G: Generator, *, latent_space: str, init: str, seeds: list[i
     raise ValueError(f"latent_space must be 'z', 'w' or 'w+', got {latent_space!r}")
 
 
+#: The modes of :func:`optimise`.
+MODES = ("paper", "release", "blend", "refine")
+#: Release mode's reference truncation: ψ for the domain-1 image (the generator in the loop), ψ for the other.
+RELEASE_TRUNCATION = (0.7, 1.0)
+
+
+@dataclasses.dataclass
+class _Inputs:
+    """Checked inputs of one :func:`optimise` call (all on the run's device)."""
+
+    x_s: torch.Tensor
+    x_t: torch.Tensor
+    y_s: torch.Tensor
+    y_t: torch.Tensor
+    x_c: torch.Tensor
+    z_star: torch.Tensor | None
+    seeds: list[int]
+    truncation: tuple[float, float]
+
+
+def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, release_domain1: str) -> tuple[float, float]:
+    """``(ψ_s, ψ_t)`` of the references made from ``z_star``."""
+    if ref_truncation is None:
+        if mode != "release":
+            return 1.0, 1.0
+        d1, other = RELEASE_TRUNCATION
+        return (other, d1) if release_domain1 == "target" else (d1, other)
+    pair = (ref_truncation, ref_truncation) if isinstance(ref_truncation, (int, float)) else tuple(ref_truncation)
+    if len(pair) != 2 or not all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in pair):
+        raise ValueError(f"ref_truncation must be a ψ in [0, 1] or a pair (ψ_s, ψ_t), got {ref_truncation!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _prepare(G_s: Generator, G_t: Generator, *, mode: str, z_star, x_s, x_t, y_s, y_t, seed,
+             truncation: tuple[float, float], dev: torch.device) -> _Inputs:
+    """Check the inputs, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``."""
+    size = G_t.size
+    if z_star is not None:
+        if not isinstance(z_star, torch.Tensor) or z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
+            raise ValueError(f"z_star must be a tensor [N, {G_s.style_dim}], got "
+                             f"{list(z_star.shape) if isinstance(z_star, torch.Tensor) else type(z_star).__name__}")
+        if z_star.shape[0] == 0:
+            raise ValueError("z_star is empty (N = 0); give at least one latent")
+        if not torch.isfinite(z_star).all():
+            raise ValueError("z_star contains NaN or inf")
+        z_star = z_star.to(dev).float()
+    if mode == "blend" and z_star is None:
+        raise ValueError("mode='blend' runs the latent through both generators: give z_star")
+    if x_s is None or x_t is None:
+        if z_star is None:
+            raise ValueError("give either z_star (paired images are generated) or both images x_s and x_t")
+        with torch.no_grad():
+            x_s = _reference(G_s.to(dev), z_star, truncation[0]) if x_s is None else x_s
+            x_t = _reference(G_t.to(dev), z_star, truncation[1]) if x_t is None else x_t
+    for name, x in (("x_s", x_s), ("x_t", x_t)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor [N, 3, H, W] in [-1, 1], got {type(x).__name__}")
+    n = x_s.shape[0]
+    x_s = _check_image("x_s", x_s.to(dev), None, size)
+    x_t = _check_image("x_t", x_t.to(dev), n, size)
+    if z_star is not None and z_star.shape[0] != n:
+        raise ValueError(f"z_star has {z_star.shape[0]} latents but the images have batch {n}")
+    if y_s is None or y_t is None:
+        raise ValueError("masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
+                         "use torch.ones/zeros for a deliberate full/empty mask")
+    y_s, y_t = _check_mask("y_s", y_s, n, size).to(dev), _check_mask("y_t", y_t, n, size).to(dev)
+    _warn_degenerate_masks(y_s, y_t)
+    x_c = crossover(x_s, y_s, x_t, y_t)
+    if mode == "release":  # the release clamps x_c in place while saving its PNG, before the loop
+        x_c = x_c.clamp(-1, 1)
+    return _Inputs(x_s, x_t, y_s, y_t, x_c, z_star, _per_sample_seeds(seed, n), truncation)
+
+
+def paper_loss(img_s: torch.Tensor, img_t: torch.Tensor, f_s, f_t, ref_s, ref_t, inp: _Inputs, *, alpha: float,
+               beta: float, gamma: float, norm: str = "mse", mask_resize: str = "bilinear") -> dict[str, torch.Tensor]:
+    """Eq. 2–6 per sample for ``G_s(ẑ)`` = ``img_s`` and ``G_t(ẑ)`` = ``img_t``.
+
+    Args:
+        img_s, img_t: ``[N, 3, H, W]`` images of the two generators for the same latent.
+        f_s, f_t: their backbone features; ref_s, ref_t: the features of ``x_s``, ``x_t``.
+        inp: the checked inputs (``x_s``, ``x_t``, ``y_s``, ``y_t``, ``x_c``).
+        alpha, beta, gamma: Eq. 6 weights. norm, mask_resize: see :func:`masked_feature_loss`.
+
+    Returns:
+        ``{"total", "L_s", "L_t", "L_c"}``, each ``[N]``.
+    """
+    y_s, not_t = inp.y_s, 1 - inp.y_t
+    L_s = masked_feature_loss(f_s, ref_s, y_s, norm=norm, mask_resize=mask_resize) \
+        + masked_pixel_loss(img_s, inp.x_s, y_s, norm=norm)                               # Eq. 2, source
+    L_t = masked_feature_loss(f_t, ref_t, not_t, norm=norm, mask_resize=mask_resize) \
+        + masked_pixel_loss(img_t, inp.x_t, not_t, norm=norm)                             # Eq. 2, target
+    L_c = crossover_loss(img_s * y_s + img_t * not_t, inp.x_c, norm=norm)                 # Eq. 4–5
+    return {"total": alpha * L_s + beta * L_t + gamma * L_c, "L_s": L_s, "L_t": L_t, "L_c": L_c}  # Eq. 6
+
+
+def release_loss(img: torch.Tensor, f, ref_s, ref_t, inp: _Inputs, *, domain1: str = "target") -> dict[str, torch.Tensor]:
+    """The released ``DDS_main.py`` loss per sample, for the one generator's image ``img``.
+
+    ``2·[P(img, x_t, 1 − y_t) + P(img, x_s, m)] + [pixel terms with the same masks] + 3·MSE(img, x_c)``, with
+    ``P`` the masked VGG MSE (masks chain-resized) and ``m = y_t`` in the D1 loop (``domain1="target"``: the
+    target's part mask also masks the source terms), ``m = y_s`` in the D2 loop.
+
+    Returns:
+        ``{"total", "perceptual", "pixel", "crossover"}``, each ``[N]``.
+    """
+    m_src = inp.y_t if domain1 == "target" else inp.y_s
+    not_t = 1 - inp.y_t
+    perc = masked_feature_loss(f, ref_t, not_t, mask_resize="chain") \
+        + masked_feature_loss(f, ref_s, m_src, mask_resize="chain")
+    pix = masked_pixel_loss(img, inp.x_t, not_t) + masked_pixel_loss(img, inp.x_s, m_src)
+    cross = crossover_loss(img, inp.x_c)
+    w = RELEASE_WEIGHTS
+    total = w["perceptual"] * perc + w["pixel"] * pix + w["crossover"] * cross
+    return {"total": total, "perceptual": perc, "pixel": pix, "crossover": cross}
+
+
+def _lpips_from_features(f, ref) -> torch.Tensor:
+    # Σ_k mean_hw ‖F_k(a) − F_k(b)‖²_channels: LPIPS for perceptual.LpipsFeatures, a plain feature distance otherwise
+    fa = list(f.values()) if isinstance(f, Mapping) else list(f)
+    fb = list(ref.values()) if isinstance(ref, Mapping) else list(ref)
+    return sum((a - b).pow(2).sum(dim=1).flatten(1).mean(dim=1) for a, b in zip(fa, fb))
+
+
+def refine_loss(img: torch.Tensor, f, ref, composite: torch.Tensor, weight: torch.Tensor, *,
+                mse_weight: float) -> dict[str, torch.Tensor]:
+    """Refine mode's loss per sample: LPIPS to the composite plus a pixel MSE weighted up inside the part.
+
+    Args:
+        img: ``G_t(ŵ)`` ``[N, 3, H, W]``; f, ref: its features and the composite's (LPIPS features).
+        composite: ``[N, 3, H, W]`` target image. weight: ``[N, 1, H, W]`` per-pixel MSE weight.
+        mse_weight: factor of the pixel term.
+
+    Returns:
+        ``{"total", "lpips", "mse"}``, each ``[N]``.
+    """
+    lp = _lpips_from_features(f, ref)
+    mse = ((img - composite).pow(2) * weight).flatten(1).mean(dim=1)
+    return {"total": lp + mse_weight * mse, "lpips": lp, "mse": mse}
+
+
+def _blend_image(G_s: Generator, G_t: Generator, inp: _Inputs, *, start: int, dilation: int, feather: float,
+                 truncation: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blend mode's image and ``G_t``'s w⁺ of ``z*`` (the layer blend of :mod:`ddsutils.layerblend`)."""
+    from . import layerblend
+
+    def w_plus(G: Generator, psi: float) -> torch.Tensor:
+        centre = G.truncation_centre() if psi != 1.0 else None
+        return G.to_w_plus(inp.z_star, truncation=psi, truncation_latent=centre)
+
+    w_s, w_t = w_plus(G_s, truncation[0]), w_plus(G_t, truncation[1])
+    mask = layerblend.prepare_mask(inp.y_s, dilation=dilation, feather=feather)
+    img = layerblend.blend_synthesis(G_s, G_t, w_s, w_t, mask, start=start)
+    return img.clamp(-1, 1), w_t
+
+
+def default_blend_start(G: Generator) -> int:
+    """Blend mode's default first blended layer: the first StyledConv at the output resolution."""
+    return G.num_layers - 2
+
+
 def optimise(
     G_s: Generator,
     G_t: Generator,
@@ -342,25 +514,31 @@ def optimise(
     alpha: float = 0.9,
     beta: float = 1.0,
     gamma: float = 0.5,
-    backbone: str | nn.Module = "vgg16",
+    backbone: str | nn.Module | None = None,
     layers: str | Sequence[str] | None = None,
     normalize: str | None = None,
     norm: str = "mse",
     mask_resize: str = "bilinear",
     backbone_weights: str = "imagenet",
     resize: int | None = None,
-    lr: float = 0.01,
+    lr: float | None = None,
     num_steps: int = 1000,
     snapshot_every: int | None = 100,
-    ref_truncation: float = 1.0,
+    ref_truncation: float | Sequence[float] | None = None,
     release_domain1: str = "target",
     n_mean_latent: int = 10000,
+    blend_start: int | None = None,
+    dilation: int = 1,
+    feather: float = 0.0,
+    composite: str = "blend",
+    inside_weight: float = 10.0,
+    mse_weight: float = 1.0,
     seed: int | Sequence[int] = 0,
     callback: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> DDSResult:
-    """Run DDS (Algorithm 1) for a batch of N pairs; each sample's result is independent of the others.
+    """Run DDS for a batch of N pairs; each sample's result is independent of the others.
 
     Inputs are either latents (``z_star`` ``[N, D]``: ``x_s = G_s(z*)``, ``x_t = G_t(z*)``, clamped to
     [-1, 1]) or images ``x_s``, ``x_t`` ``[N, 3, H, W]`` in [-1, 1] (unpaired inputs, Fig. 11, or unrelated
@@ -368,30 +546,54 @@ def optimise(
     :func:`ddsutils.segmenter.predict_masks`). An empty ``y_s`` or a full ``y_t`` warns (the respective terms
     vanish).
 
+    Modes:
+
+    - ``"paper"``: Algorithm 1, Eq. 6 over ẑ with both generators, ``x̂ = G_t(ẑ)``. Every term is zero at
+      ẑ = z*, where ``x̂ = x_t``: the loss never asks ``G_t`` for the source style inside the part.
+    - ``"release"``: the released ``DDS_main.py`` loop (one generator, w⁺ from the mean w, weights 2 / 1 / 3,
+      VGG relu1_1, relu1_2, relu3_2, relu4_2 on [-1, 1] input, masks chain-resized, ``x_c`` clamped, fixed
+      noise maps re-standardised after every step, references at ψ = 0.7 / 1).
+    - ``"blend"``: no optimisation. ``z*`` goes through both generators; from StyledConv layer ``blend_start``
+      on their activations are mixed under the (dilated, feathered) source mask ``y_s``
+      (:func:`ddsutils.layerblend.blend_synthesis`).
+    - ``"refine"``: ``G_t``'s w⁺, initialised at w(z*), optimised toward a composite (the blend, or the paste
+      ``x_s ⊗ y_s + x_t ⊗ ȳ_s``) with LPIPS + a pixel MSE weighted ``inside_weight`` × inside the dilated
+      mask; ``x̂ = G_t(ŵ)`` is one generator's image.
+
     Args:
         G_s, G_t: source and target generators of the same resolution and latent width.
-        mode: ``"paper"`` (Eq. 6, both generators, ``x̂ = G_t(ẑ)``) or ``"release"`` (the released code).
-        latent_space: ``"z"`` (paper default), ``"w"`` or ``"w+"`` (release default). In w/w+ the same code is
-            fed to both synthesis networks; ``"random"``/``"z_star"`` inits are mapped with ``G_t``'s mapping.
-        init: ``"random"`` (paper: ẑ ~ N(0, I), seeded per sample), ``"z_star"`` (footnote 3: "gets stuck") or
-            ``"mean"`` (release: the mean w of ``n_mean_latent`` samples; in z: the zero vector).
+        mode: one of :data:`MODES`.
+        latent_space: ``"z"`` (paper default), ``"w"`` or ``"w+"`` (release and refine). In w/w+ the same code
+            is fed to both synthesis networks; ``"random"``/``"z_star"`` inits are mapped with ``G_t``'s mapping.
+        init: ``"random"`` (paper: ẑ ~ N(0, I), seeded per sample), ``"z_star"`` (footnote 3: "gets stuck";
+            refine default) or ``"mean"`` (release: the mean w of ``n_mean_latent`` samples; in z: zeros).
         alpha, beta, gamma: Eq. 6 weights (paper 0.9, 1, 0.5). Release mode uses 2/1/3 instead.
-        backbone: see :func:`make_feature_extractor` (default VGG-16).
+        backbone: see :func:`make_feature_extractor` (default VGG-16; refine: ``"lpips-alex"``).
         layers: layer set; default ``"paper"`` (conv1_1, conv1_2, conv2_2, conv3_3 as printed) in paper mode and
             ``"release"`` (relu1_1, relu1_2, relu3_2, relu4_2 — the shapes of the paper's Table 4) in release mode.
         normalize: ImageNet mean/std before the backbone (paper default ``"imagenet"``; release ``"none"``).
         norm: ``"mse"`` (default; means of squared errors, the paper's "pixel-wise MSE") or ``"paper"`` (the
-            literal norms of Eq. 2–4; the squared pixel sum then dominates).
-        mask_resize: how masks are resized to feature layers (``"bilinear"``, ``"area"``, ``"nearest"``).
+            literal norms of Eq. 2–4; the squared pixel sum then dominates). Paper mode only.
+        mask_resize: how masks are resized to feature layers in paper mode (``"bilinear"``, ``"chain"``,
+            ``"area"``, ``"nearest"``); release mode always chains.
         backbone_weights: ``"imagenet"`` or ``"random"`` (tests only).
         resize: resize images to this size before the backbone (e.g. 224 for AlexNet's Table 5 shapes).
-        lr, num_steps: Adam learning rate (constant) and steps (paper: 0.01, 1000).
-        snapshot_every: keep ``G_t(ẑ)`` every this many steps (``None``: only the final image).
-        ref_truncation: truncation ψ for the reference images made from ``z_star`` (toward each generator's
-            mean latent; 1 = none).
+        lr: Adam learning rate (constant); default 0.01 (paper, release), 0.05 (refine).
+        num_steps: Adam steps (paper: 1000); ignored by blend mode.
+        snapshot_every: keep ``x̂`` every this many steps (``None``: only the final image).
+        ref_truncation: truncation ψ of the references made from ``z_star`` (toward each generator's mean
+            latent), one ψ or ``(ψ_s, ψ_t)``; default 1 (none), and in release mode ψ = 0.7 for the domain-1
+            image and 1 for the other (:data:`RELEASE_TRUNCATION`). Masks must match the references: a
+            caller who computed them on untruncated images passes ``ref_truncation=1`` or the images.
         release_domain1: release mode's single generator: ``"target"`` (the released D1 loop, whose output is the
             showcased image: the target's part mask also masks the source terms) or ``"source"`` (the D2 loop).
         n_mean_latent: samples for the mean w (release init, ``init="mean"``).
+        blend_start: blend (and refine's blend composite): first blended StyledConv layer, ``0 …
+            G.num_layers``; default :func:`default_blend_start` (the first layer at the output resolution).
+        dilation, feather: grow ``y_s`` by this many pixels and blur it (σ in pixels) before blending; refine
+            weights its pixel term inside the dilated mask.
+        composite: refine's target image: ``"blend"`` (needs ``z_star``) or ``"paste"``.
+        inside_weight, mse_weight: refine's pixel-term weights (inside the mask, overall).
         seed: int (sample i uses ``seed + i``) or one seed per sample; seeds the random init (stream
             ``INIT_STREAM + seed_i``, disjoint from ``manual_seed(seed)``) and release noise.
         callback: ``callback(step, losses, images)`` after every step (``losses``: term → ``[N]``).
@@ -403,66 +605,73 @@ def optimise(
 
     Raises:
         ValueError: mismatched generators, missing or malformed inputs (non-binary or wrongly sized masks,
-            NaN/inf latents, images outside [-1, 1]).
+            NaN/inf latents, images outside [-1, 1]), bad settings.
     """
     from tqdm.auto import tqdm
 
-    if mode not in ("paper", "release"):
-        raise ValueError(f"mode must be 'paper' or 'release', got {mode!r}")
+    # -- settings ---------------------------------------------------------------------------------
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    release, refine = mode == "release", mode == "refine"
     if G_s.size != G_t.size:
         raise ValueError(f"the generators make different resolutions: G_s {G_s.size} px, G_t {G_t.size} px")
     if G_s.style_dim != G_t.style_dim and (mode == "paper" or latent_space != "z"):
         raise ValueError(f"the generators have different latent widths: {G_s.style_dim} vs {G_t.style_dim}")
     if release_domain1 not in ("target", "source"):
         raise ValueError(f"release_domain1 must be 'target' or 'source', got {release_domain1!r}")
-    release = mode == "release"
-    latent_space = latent_space or ("w+" if release else "z")
-    init = init or ("mean" if release else "random")
+    if composite not in ("blend", "paste"):
+        raise ValueError(f"composite must be 'blend' or 'paste', got {composite!r}")
+    latent_space = latent_space or ("w+" if release or refine else "z")
+    init = init or {"release": "mean", "refine": "z_star"}.get(mode, "random")
     layers = layers if layers is not None else ("release" if release else "paper")
     normalize = normalize or ("none" if release else "imagenet")
+    backbone = backbone if backbone is not None else ("lpips-alex" if refine else "vgg16")
+    lr = lr if lr is not None else (0.05 if refine else 0.01)
     if release:
-        norm, mask_resize = "mse", "bilinear"
+        norm, mask_resize = "mse", "chain"
     if norm not in _NORMS:
         raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+    if mask_resize not in _MASK_RESIZES:
+        raise ValueError(f"mask_resize must be one of {_MASK_RESIZES}, got {mask_resize!r}")
+    start = default_blend_start(G_t) if blend_start is None else blend_start
     dev = _device(device)
-    size = G_t.size
-
-    # -- inputs ---------------------------------------------------------------------------------
-    if z_star is not None:
-        if z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
-            raise ValueError(f"z_star must be [N, {G_s.style_dim}], got {list(z_star.shape)}")
-        if not torch.isfinite(z_star).all():
-            raise ValueError("z_star contains NaN or inf")
-        z_star = z_star.to(dev).float()
-    if x_s is None or x_t is None:
-        if z_star is None:
-            raise ValueError("give either z_star (paired images are generated) or both images x_s and x_t")
-        with torch.no_grad():
-            if x_s is None:
-                x_s = _reference(G_s.to(dev), z_star, ref_truncation)
-            if x_t is None:
-                x_t = _reference(G_t.to(dev), z_star, ref_truncation)
-    n = x_s.shape[0]
-    x_s = _check_image("x_s", x_s.to(dev), None, size)
-    x_t = _check_image("x_t", x_t.to(dev), n, size)
-    if y_s is None or y_t is None:
-        raise ValueError("masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
-                         "use torch.ones/zeros for a deliberate full/empty mask")
-    y_s = _check_mask("y_s", y_s.to(dev), n, size)
-    y_t = _check_mask("y_t", y_t.to(dev), n, size)
-    _warn_degenerate_masks(y_s, y_t)
-    x_c = crossover(x_s, y_s, x_t, y_t)
-    seeds = _per_sample_seeds(seed, n)
-
+    truncation = _truncations(mode, ref_truncation, release_domain1)
+    inp = _prepare(G_s, G_t, mode=mode, z_star=z_star, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, seed=seed,
+                   truncation=truncation, dev=dev)
+    n, seeds = inp.x_s.shape[0], inp.seeds
     G_s, G_t = G_s.to(dev).eval().requires_grad_(False), G_t.to(dev).eval().requires_grad_(False)
+    config = {
+        "mode": mode, "latent_space": latent_space, "init": init, "alpha": alpha, "beta": beta, "gamma": gamma,
+        "backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
+        "layers": layers if isinstance(layers, str) else list(layers), "normalize": normalize, "norm": norm,
+        "mask_resize": mask_resize, "backbone_weights": backbone_weights, "resize": resize, "lr": lr,
+        "num_steps": num_steps, "snapshot_every": snapshot_every, "ref_truncation": list(truncation),
+        "release_domain1": release_domain1, "n_mean_latent": n_mean_latent, "seeds": seeds,
+        "release_weights": dict(RELEASE_WEIGHTS) if release else None, "blend_start": start,
+        "dilation": dilation, "feather": feather, "composite": composite, "inside_weight": inside_weight,
+        "mse_weight": mse_weight, "device": str(dev), "n": n, "size": G_t.size,
+        "generators": {"source": G_s.config, "target": G_t.config},
+    }
+
+    # -- blend mode: one pass, nothing to optimise ---------------------------------------------------
+    t0 = time.perf_counter()
+    if mode == "blend":
+        with torch.no_grad():
+            image, w_t = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
+                                      truncation=truncation)
+        config.update(num_steps=0, latent_space="w+", init="z_star")
+        return _result(inp, image.cpu(), None, w_t, {"total": torch.zeros(0, n)}, [], config,
+                       time.perf_counter() - t0, 1)
+
+    # -- the loss's fixed parts: references, noise, features -----------------------------------------
     extractor = make_feature_extractor(backbone, layers=layers, normalize=normalize, resize=resize,
                                        weights=backbone_weights, device=dev)
     use_gen_feats = extractor is None
-    if use_gen_feats and z_star is None:
-        raise ValueError("backbone='generator' needs z_star (reference features come from G(z*))")
+    if use_gen_feats and (inp.z_star is None or mode != "paper"):
+        raise ValueError("backbone='generator' works in paper mode with z_star (its reference features come "
+                         "from G(z*))")
     G_opt = (G_t if release_domain1 == "target" else G_s) if release else G_t
-    if release:
-        # one set of fixed random noise maps (not optimised), shared over the batch
+    if release:  # one set of fixed random noise maps (not optimised), shared over the batch
         noise: list[torch.Tensor] | str = [t.to(dev) for t in G_opt.make_noise(1, seed=seeds[0])]
     else:
         noise = "const"
@@ -471,62 +680,65 @@ def optimise(
         space = "w+" if latent.ndim == 3 else latent_space
         return G(latent, input_space=space, noise=noise, return_features=feats)
 
-    # reference features, computed once
+    def features(G: Generator, latent: torch.Tensor):
+        if use_gen_feats:
+            return render(G, latent, feats=True)
+        img = render(G, latent)
+        return img, extractor(img)
+
     with torch.no_grad():
         if use_gen_feats:
-            ref_s = _reference(G_s, z_star, ref_truncation, features=True)[1]
-            ref_t = _reference(G_t, z_star, ref_truncation, features=True)[1]
+            ref_s = _reference(G_s, inp.z_star, truncation[0], features=True)[1]
+            ref_t = _reference(G_t, inp.z_star, truncation[1], features=True)[1]
+        elif refine:
+            mask = _dilated(inp.y_s, dilation)
+            if composite == "blend":
+                if inp.z_star is None:
+                    raise ValueError("refine with composite='blend' needs z_star; pass composite='paste' for images")
+                target_img = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
+                                          truncation=truncation)[0]
+            else:
+                target_img = inp.x_s * inp.y_s + inp.x_t * (1 - inp.y_s)
+            weight = 1 + (inside_weight - 1) * mask
+            ref_c = extractor(target_img)
         else:
-            ref_s, ref_t = extractor(x_s), extractor(x_t)
+            ref_s, ref_t = extractor(inp.x_s), extractor(inp.x_t)
 
-    latent = _initial_latent(G_opt, latent_space=latent_space, init=init, seeds=seeds, z_star=z_star,
+    # -- Algorithm 1: Adam on the latent -------------------------------------------------------------
+    latent = _initial_latent(G_opt, latent_space=latent_space, init=init, seeds=seeds, z_star=inp.z_star,
                              n_mean_latent=n_mean_latent, device=dev).requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=lr)
-
-    terms = ("total", "perceptual", "pixel", "crossover") if release else ("total", "L_s", "L_t", "L_c")
+    terms = {"paper": ("total", "L_s", "L_t", "L_c"), "release": ("total", "perceptual", "pixel", "crossover"),
+             "refine": ("total", "lpips", "mse")}[mode]
     history = {k: torch.zeros(num_steps, n) for k in terms}
     snapshots: list[tuple[int, torch.Tensor]] = []
     if snapshot_every:
         with torch.no_grad():
             snapshots.append((0, render(G_opt, latent).clamp(-1, 1).cpu()))
-
-    def feats_of(G: Generator, lat: torch.Tensor):
-        if use_gen_feats:
-            img, f = render(G, lat, feats=True)
-            return img, f
-        img = render(G, lat)
-        return img, extractor(img)
-
-    m_src = y_t if (release and release_domain1 == "target") else y_s  # the released D1 loop's mask quirk
     t0 = time.perf_counter()
     bar = tqdm(range(num_steps), desc=f"DDS {mode}", disable=not progress, leave=False)
     for step in bar:
         opt.zero_grad(set_to_none=True)
-        if release:
-            img, f = feats_of(G_opt, latent)
-            perc = masked_feature_loss(f, ref_t, 1 - y_t, norm="mse", mask_resize=mask_resize) \
-                + masked_feature_loss(f, ref_s, m_src, norm="mse", mask_resize=mask_resize)
-            pix = masked_pixel_loss(img, x_t, 1 - y_t) + masked_pixel_loss(img, x_s, m_src)
-            cross = crossover_loss(img, x_c)
-            w = RELEASE_WEIGHTS
-            total = w["perceptual"] * perc + w["pixel"] * pix + w["crossover"] * cross
-            losses = {"total": total, "perceptual": perc, "pixel": pix, "crossover": cross}
+        if mode == "paper":
+            (img_s, f_s), (img_t, f_t) = features(G_s, latent), features(G_t, latent)
+            losses = paper_loss(img_s, img_t, f_s, f_t, ref_s, ref_t, inp, alpha=alpha, beta=beta, gamma=gamma,
+                                norm=norm, mask_resize=mask_resize)
+        elif release:
+            img, f = features(G_opt, latent)
+            losses = release_loss(img, f, ref_s, ref_t, inp, domain1=release_domain1)
         else:
-            img_s, f_s = feats_of(G_s, latent)
-            img_t, f_t = feats_of(G_t, latent)
-            L_s = masked_feature_loss(f_s, ref_s, y_s, norm=norm, mask_resize=mask_resize) \
-                + masked_pixel_loss(img_s, x_s, y_s, norm=norm)
-            L_t = masked_feature_loss(f_t, ref_t, 1 - y_t, norm=norm, mask_resize=mask_resize) \
-                + masked_pixel_loss(img_t, x_t, 1 - y_t, norm=norm)
-            L_c = crossover_loss(img_s * y_s + img_t * (1 - y_t), x_c, norm=norm)
-            total = alpha * L_s + beta * L_t + gamma * L_c
-            losses = {"total": total, "L_s": L_s, "L_t": L_t, "L_c": L_c}
-        total.sum().backward()  # a sum keeps every sample's gradient independent of the batch
+            img, f = features(G_t, latent)
+            losses = refine_loss(img, f, ref_c, target_img, weight, mse_weight=mse_weight)
+        losses["total"].sum().backward()  # a sum keeps every sample's gradient independent of the batch
         opt.step()
+        if release:  # the release re-standardises its (never optimised) noise maps after every step
+            with torch.no_grad():
+                for nz in noise:
+                    nz.sub_(nz.mean()).div_(nz.std())
         for k in terms:
             history[k][step] = losses[k].detach().cpu()
         if progress:
-            bar.set_postfix(loss=f"{total.mean().item():.4g}")
+            bar.set_postfix(loss=f"{losses['total'].mean().item():.4g}")
         if callback is not None or (snapshot_every and (step + 1) % snapshot_every == 0):
             with torch.no_grad():
                 now = render(G_opt, latent).clamp(-1, 1)
@@ -538,22 +750,24 @@ def optimise(
 
     with torch.no_grad():
         image = render(G_opt, latent).clamp(-1, 1).cpu()
-        image_source = None if release else render(G_s, latent).clamp(-1, 1).cpu()
-    config = {
-        "mode": mode, "latent_space": latent_space, "init": init, "alpha": alpha, "beta": beta, "gamma": gamma,
-        "backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
-        "layers": layers if isinstance(layers, str) else list(layers), "normalize": normalize, "norm": norm,
-        "mask_resize": mask_resize, "backbone_weights": backbone_weights, "resize": resize, "lr": lr,
-        "num_steps": num_steps, "snapshot_every": snapshot_every, "ref_truncation": ref_truncation,
-        "release_domain1": release_domain1, "n_mean_latent": n_mean_latent, "seeds": seeds,
-        "release_weights": dict(RELEASE_WEIGHTS) if release else None, "device": str(dev), "n": n,
-        "size": size, "generators": {"source": G_s.config, "target": G_t.config},
-    }
-    steps = max(num_steps, 1)
+        image_source = render(G_s, latent).clamp(-1, 1).cpu() if mode == "paper" else None
+    return _result(inp, image, image_source, latent.detach(), history, snapshots, config, elapsed,
+                   max(num_steps, 1))
+
+
+def _dilated(mask: torch.Tensor, dilation: int) -> torch.Tensor:
+    from .layerblend import prepare_mask
+
+    return prepare_mask(mask, dilation=dilation)
+
+
+def _result(inp: _Inputs, image: torch.Tensor, image_source: torch.Tensor | None, latent: torch.Tensor,
+            history: dict[str, torch.Tensor], snapshots: list, config: dict, elapsed: float, steps: int) -> DDSResult:
+    n = inp.x_s.shape[0]
     timings = {"total_s": elapsed, "per_step_s": elapsed / steps, "per_image_s": elapsed / n,
                "per_image_iter_s": elapsed / (n * steps)}
-    return DDSResult(image=image, image_source=image_source, latent=latent.detach().cpu(), x_s=x_s.cpu(),
-                     x_t=x_t.cpu(), y_s=y_s.cpu(), y_t=y_t.cpu(), x_c=x_c.cpu(), history=history,
+    return DDSResult(image=image, image_source=image_source, latent=latent.cpu(), x_s=inp.x_s.cpu(),
+                     x_t=inp.x_t.cpu(), y_s=inp.y_s.cpu(), y_t=inp.y_t.cpu(), x_c=inp.x_c.cpu(), history=history,
                      snapshots=snapshots, config=config, timings=timings)
 
 
@@ -576,8 +790,8 @@ def iteration_strip(result: DDSResult) -> torch.Tensor:
 
 
 def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, segmenter_path: str | None,
-               segmenter_on: str, seed: int, device: torch.device,
-               label_truncation: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, dict]:
+               segmenter_on: str, seed: int, device: torch.device, label_truncation: float = 0.0,
+               truncation: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """``y_s``, ``y_t`` from a saved segmenter, or from one trained on one toy-world oracle label (drawn on
     ``G_seg(z, truncation=label_truncation)``; 0: the mean face, as in ``python -m ddsutils.segmenter evaluate``)."""
     from . import segmenter as seglib
@@ -601,8 +815,11 @@ def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, se
         seg, info = seglib.train_from_oracle(G_seg, mask, cand_z=cand_z, cand_parts=cand_parts, seed=seed,
                                              device=device, progress=False, **trunc)
         info = {"segmenter": f"trained on {segmenter_on} from one judge-parser label", **info}
-    y_s = seglib.predict_masks(seg, G_s, z.to(device))
-    y_t = seglib.predict_masks(seg, G_t, z.to(device))
+    def masks(G: Generator, psi: float) -> torch.Tensor:
+        centre = G.truncation_centre() if psi != 1.0 else None
+        return seglib.predict_masks(seg, G, z.to(device), truncation=psi, truncation_latent=centre)
+
+    y_s, y_t = masks(G_s, truncation[0]), masks(G_t, truncation[1])
     return y_s.float(), y_t.float(), info
 
 
@@ -614,12 +831,15 @@ def _run_cli(a) -> int:
     out = Path(a.out)
     G_s, G_t = load_generator(a.source, device=dev), load_generator(a.target, device=dev)
     z = torch.randn(a.n, G_s.style_dim, generator=torch.Generator().manual_seed(a.seed))
+    truncation = _truncations(a.mode, None, "target")  # the masks are drawn on the references themselves
     y_s, y_t, seg_info = _masks_for(G_s, G_t, z, mask=a.mask, segmenter_path=a.segmenter,
                                     segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
-                                    label_truncation=a.label_truncation)
+                                    label_truncation=a.label_truncation, truncation=truncation)
     r = optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, mode=a.mode, latent_space=a.latent_space, init=a.init,
                  alpha=a.alpha, beta=a.beta, gamma=a.gamma, backbone=a.backbone, lr=a.lr, num_steps=a.steps,
-                 snapshot_every=a.snapshot_every, seed=a.seed, device=dev, progress=not a.quiet)
+                 snapshot_every=a.snapshot_every, seed=a.seed, blend_start=a.blend_start, dilation=a.dilation,
+                 feather=a.feather, composite=a.composite, ref_truncation=truncation, device=dev,
+                 progress=not a.quiet)
     files = {"source.png": r.x_s, "target.png": r.x_t, "mask_source.png": r.y_s * 2 - 1,
              "mask_target.png": r.y_t * 2 - 1, "crossover.png": r.x_c, "dds.png": r.image}
     if r.image_source is not None:
@@ -631,7 +851,8 @@ def _run_cli(a) -> int:
     torch.save({**r.to_dict(), "z_star": z}, blob)
     viz.atomic_write_bytes(blob.getvalue(), out / "result.pt")
     record = {"args": {k: v for k, v in vars(a).items() if k != "func"}, "config": r.config, "timings": r.timings,
-              "segmenter": seg_info, "final_losses": {k: v[-1].tolist() for k, v in r.history.items()},
+              "segmenter": seg_info,
+              "final_losses": {k: v[-1].tolist() for k, v in r.history.items() if len(v)},
               "files": sorted([*files, "iterations.png", "result.pt"])}
     viz.atomic_write_bytes(json.dumps(record, indent=1, default=str).encode(), out / "record.json")
     print(f"DDS {a.mode}: {a.source} -> {a.target}, mask {a.mask}, n={a.n}, {a.steps} steps in "
@@ -648,20 +869,24 @@ def _default_pairs() -> tuple[tuple[str, str], ...]:
 
 #: Keywords of :func:`optimise` that ``dds evaluate --set`` may change.
 _SETTABLE = ("latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
-             "mask_resize", "backbone_weights", "lr", "release_domain1")
+             "mask_resize", "backbone_weights", "lr", "release_domain1", "blend_start", "dilation", "feather",
+             "composite", "inside_weight", "mse_weight")
 
 
 def _parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["alpha=5", "init=z_star"]`` → ``{"alpha": 5.0, "init": "z_star"}`` (numbers become floats)."""
+    """``["alpha=5.0", "dilation=2", "init=z_star"]`` → ``{"alpha": 5.0, "dilation": 2, "init": "z_star"}``
+    (integers stay integers, other numbers become floats)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or key not in _SETTABLE:
             raise SystemExit(f"--set takes KEY=VALUE with KEY one of {', '.join(_SETTABLE)}; got {item!r}")
-        try:
-            out[key] = float(value)
-        except ValueError:
-            out[key] = value
+        for cast in (int, float, str):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
     return out
 
 
@@ -674,14 +899,14 @@ def _evaluate_cli(a) -> int:
             raise SystemExit(f"--pairs takes source:target items such as caricature:natural, got {item!r}")
         pairs.append(tuple(item.split(":")))
     res = scoring.evaluate(pairs=pairs, masks=a.masks, modes=a.modes, n=a.n, num_steps=a.steps, seed=a.seed,
-                           mask_source=a.mask_source, fd_n=a.fd_n,
-                           optimise_kwargs={"lr": a.lr, **_parse_settings(a.set)},
+                           mask_source=a.mask_source, fd_n=a.fd_n, ceiling_n=a.ceiling_n,
+                           optimise_kwargs={**({"lr": a.lr} if a.lr is not None else {}), **_parse_settings(a.set)},
                            device=_device(a.device), progress=not a.quiet)
     images = res.pop("images")
     print(scoring.format_table(res))
     if a.figures:
         for key in {k.rsplit("/", 1)[0] for k in images}:
-            rows = [images[f"{key}/{m}"][:8] for m in ["crossover", *[f"dds-{x}" for x in a.modes]]]
+            rows = [images[f"{key}/{m}"][:8] for m in ["crossover", "paste", *[f"dds-{x}" for x in a.modes]]]
             name = key.replace("->", "_to_").replace("/", "_")
             viz.save_png(torch.cat(rows), Path(a.figures) / f"dds_eval_{name}.png", nrow=len(rows[0]))
     if a.json:
@@ -710,14 +935,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--steps", type=int, default=1000)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", required=True)
-    r.add_argument("--mode", choices=("paper", "release"), default="paper")
+    r.add_argument("--mode", choices=MODES, default="paper",
+                   help="paper (Eq. 6), release (DDS_main.py), blend (layer blend, no optimisation), refine "
+                        "(G_t's w+ toward the blend)")
     r.add_argument("--latent-space", choices=("z", "w", "w+"), default=None)
     r.add_argument("--init", choices=("random", "z_star", "mean"), default=None)
-    r.add_argument("--backbone", default="vgg16")
+    r.add_argument("--backbone", default=None, help="perceptual backbone (default: vgg16; refine lpips-alex)")
     r.add_argument("--alpha", type=float, default=PAPER_WEIGHTS["alpha"])
     r.add_argument("--beta", type=float, default=PAPER_WEIGHTS["beta"])
     r.add_argument("--gamma", type=float, default=PAPER_WEIGHTS["gamma"])
-    r.add_argument("--lr", type=float, default=0.01)
+    r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.01; refine 0.05)")
+    r.add_argument("--blend-start", type=int, default=None,
+                   help="blend/refine: first blended StyledConv layer (default: the first at full resolution)")
+    r.add_argument("--dilation", type=int, default=1, help="blend/refine: grow the source mask by this many px")
+    r.add_argument("--feather", type=float, default=0.0, help="blend/refine: Gaussian blur of the mask (sigma, px)")
+    r.add_argument("--composite", choices=("blend", "paste"), default="blend", help="refine: the target image")
     r.add_argument("--snapshot-every", type=int, default=100)
     r.add_argument("--device", default="auto")
     r.add_argument("--quiet", action="store_true")
@@ -725,13 +957,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--n", type=int, default=32, help="latents per source/target pair")
     e.add_argument("--steps", type=int, default=200, help="DDS iterations per run")
     e.add_argument("--pairs", nargs="+", default=[f"{s}:{t}" for s, t in _default_pairs()],
-                   help="source:target toy styles (default caricature:natural natural:caricature sketch:natural)")
+                   help="source:target toy styles (default caricature:natural natural:caricature sketch:natural "
+                        "natural:sketch)")
     e.add_argument("--masks", nargs="+", default=["eyes_nose_mouth", "hair"])
-    e.add_argument("--modes", nargs="+", choices=("paper", "release"), default=["paper", "release"])
+    e.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="DDS modes (default: all)")
     e.add_argument("--mask-source", choices=("parser", "segmenter"), default="parser",
                    help="parser: judge-parser masks (an oracle); segmenter: one-shot segmenter from one label")
     e.add_argument("--fd-n", type=int, default=500, help="target-style renders for the Fréchet distance (0: skip)")
-    e.add_argument("--lr", type=float, default=0.01)
+    e.add_argument("--ceiling-n", type=int, default=64,
+                   help="identities for the render-composite ceiling row (0: skip)")
+    e.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: each mode's own)")
     e.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
                    help="another dds.optimise keyword, repeatable: --set init=z_star --set alpha=5 --set backbone=alexnet")
     e.add_argument("--seed", type=int, default=0)
