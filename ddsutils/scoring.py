@@ -3,9 +3,10 @@
 In the toy world a per-pixel domain segmenter (:mod:`ddsutils.judges`, trained on renders only) tells which
 style each pixel of an image is in, so a DDS output can be checked against what DDS promises: the part is in
 the source style and the rest in the target style. :func:`style_fractions` computes the two fractions for
-any images and masks; :func:`evaluate` runs DDS (paper and release modes) over source→target pairs and masks of
-the toy zoo and scores the crossover ``x_c`` (Eq. 1) and the DDS result side by side, with the Fréchet
-distance on VGG-16 features to renders of the target style.
+any images and masks; :func:`evaluate` runs every DDS mode over source→target pairs and masks of the toy zoo
+and scores each result next to its cell's ceilings: the paste of ``x_s`` into ``x_t`` (``relative_inside``)
+and true dual-domain renders (:func:`render_composite_ceiling`), with an identity score outside the part and
+the Fréchet distance on VGG-16 features to renders of the target style.
 
     python -m ddsutils.dds evaluate --n 32 --steps 200 --json runs/dds_eval.json
 
@@ -24,13 +25,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "evaluate", "format_table", "to_json"]
+__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "render_composite_ceiling", "evaluate", "format_table",
+           "to_json"]
 
-#: Source → target pairs of the toy zoo scored by ``dds evaluate`` (issue: car↔nat and sketch).
+#: Source → target pairs of the toy zoo scored by ``dds evaluate``.
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
     ("caricature", "natural"),
     ("natural", "caricature"),
     ("sketch", "natural"),
+    ("natural", "sketch"),
 )
 
 
@@ -89,52 +92,91 @@ def _oracle_masks(parser: Any, x_s: Tensor, x_t: Tensor, mask: str) -> tuple[Ten
     return y_s.reshape(len(x_s), 1, *x_s.shape[-2:]), y_t.reshape(len(x_t), 1, *x_t.shape[-2:])
 
 
+def render_composite_ceiling(source: str, target: str, mask: str, *, n: int, seed: int, domain: Any,
+                             size: int = 64) -> dict[str, float]:
+    """The judge's score of true dual-domain renders (:func:`ddsutils.toyworld.composite`) of one cell.
+
+    ``n`` identities are drawn in the source style inside the part and the target style elsewhere; the regions
+    come from the renders' own part masks (``y_s`` of the source render, ``y_t`` of the target render).
+
+    Returns:
+        ``{"inside_source", "outside_target"}``: what a perfect dual-domain image scores with this judge.
+    """
+    from . import judges, toyworld
+
+    ids = toyworld.sample_identities(n, seed=seed)
+    img, _, _ = toyworld.composite(ids, inside_style=source, outside_style=target, mask=mask, size=size)
+    y_s = toyworld.part_mask(toyworld.render(ids, style=source, size=size)[1], mask).float()
+    y_t = toyworld.part_mask(toyworld.render(ids, style=target, size=size)[1], mask).float()
+    inside, outside = regions(y_s.reshape(n, 1, size, size), y_t.reshape(n, 1, size, size))
+    fr = style_fractions(judges.predict_styles(domain, img), inside, outside,
+                         source_style=toyworld.STYLES.index(source), target_style=toyworld.STYLES.index(target))
+    return {k: _nanmean(v) for k, v in fr.items()}
+
+
+def _outside_lpips(img: Tensor, x_t: Tensor, y_s: Tensor, y_t: Tensor, lpips_fn: Callable | None) -> float:
+    # identity outside the parts: LPIPS-alex between the result and x_t over 1 − max(y_s, y_t)
+    if lpips_fn is None:
+        from .metrics import lpips_distance as lpips_fn
+    d = lpips_fn(img, x_t, mask=torch.maximum(y_s, y_t), region="outside")
+    return _nanmean(d.detach().float())
+
+
 def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
-             masks: Sequence[str] = ("eyes_nose_mouth", "hair"), modes: Sequence[str] = ("paper", "release"),
+             masks: Sequence[str] = ("eyes_nose_mouth", "hair"), modes: Sequence[str] | None = None,
              n: int = 32, num_steps: int = 200, seed: int = 0, mask_source: str = "parser",
-             fd_n: int = 500, parser: Any = None, domain: Any = None,
-             fd_fn: Callable[[Tensor, Tensor], float] | None = None, optimise_kwargs: Mapping[str, Any] | None = None,
-             device: str | torch.device = "cpu", progress: bool = True) -> dict[str, Any]:
-    """Run DDS on the toy zoo and score the crossover and the DDS result with the judges.
+             fd_n: int = 500, ceiling_n: int = 64, parser: Any = None, domain: Any = None,
+             fd_fn: Callable[[Tensor, Tensor], float] | None = None, lpips_fn: Callable | None = None,
+             optimise_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "cpu",
+             progress: bool = True) -> dict[str, Any]:
+    """Run DDS on the toy zoo and score every method against its cell's ceilings with the judges.
 
-    For every ``(source, target)`` in ``pairs`` and every mask, ``n`` seeded latents ``z*`` give
-    ``x_s = G_s(z*)``, ``x_t = G_t(z*)``; masks come from the judge parser on ``x_s`` / ``x_t``
-    (``mask_source="parser"``: an oracle, so the score is about DDS and not about the one-shot segmenter) or
-    from a one-shot segmenter trained on one parser label of the source generator (``"segmenter"``, the paper's
-    pipeline). Each mode in ``modes`` optimises the batch (:func:`ddsutils.dds.optimise`) for ``num_steps``.
+    For every ``(source, target)`` in ``pairs`` and every mask (a *cell*), ``n`` seeded latents ``z*`` give
+    ``x_s = G_s(z*)``, ``x_t = G_t(z*)``; the judge parser's masks of them (an oracle) define the scored
+    regions. Each mode in ``modes`` runs :func:`ddsutils.dds.optimise` on the batch with masks from the parser
+    (``mask_source="parser"``) or from a one-shot segmenter trained on one parser label of the source generator
+    (``"segmenter"``, the paper's pipeline end to end, still scored on the oracle regions).
 
-    Scores (means over images; bars of the DDS issue in brackets):
+    Rows (``method``): ``crossover`` (Eq. 1), ``paste`` (``x_s`` pasted into ``x_t`` under the oracle ``y_s``:
+    the ceiling of a method that puts the source part in pixel for pixel), ``dds-<mode>``, and
+    ``render-composite`` (true dual-domain renders of ``ceiling_n`` identities: the judge's own ceiling).
+    Scores (means over images):
 
-    - ``inside_source``: fraction of ``y_s`` pixels the domain judge assigns to the source style [DDS >= 0.8];
-    - ``outside_target``: fraction of pixels outside both masks assigned to the target style [DDS >= 0.8];
+    - ``inside_source``: fraction of ``y_s`` pixels the domain judge assigns to the source style;
+    - ``relative_inside``: ``inside_source`` ÷ the paste's (≥ 1: as much source style as the paste);
+    - ``outside_target``: fraction of pixels outside both masks assigned to the target style;
+    - ``outside_lpips``: LPIPS-alex between the image and ``x_t`` over that outside region (identity kept: 0);
     - ``frechet_vgg``: Fréchet distance on VGG-16 features (not FID) of the ``n`` images to ``fd_n`` renders of
-      the target style [DDS below the crossover]; ``floor``: ``n`` other renders of the target style, and
-      ``target_samples``: the ``n`` images ``x_t``, both against the same renders.
+      the target style; ``floor``: ``n`` other renders against them; ``target_samples``: the images ``x_t``.
 
     Args:
         generators: ``{style: Generator}``; default the committed ``toy-<style>-64`` zoo.
         pairs: ``(source_style, target_style)`` pairs.
         masks: toy-world mask names (:data:`ddsutils.toyworld.MASKS`).
-        modes: DDS modes (``"paper"``, ``"release"``).
+        modes: DDS modes (default every mode of :data:`ddsutils.dds.MODES`).
         n, num_steps, seed: latents per pair, DDS iterations, seed of ``z*`` and of DDS.
         mask_source: ``"parser"`` or ``"segmenter"``.
         fd_n: renders of the target style for the Fréchet distance (0 skips it).
+        ceiling_n: identities for the ``render-composite`` row (0 skips it).
         parser, domain: judges (default the committed ``judge-parser-64`` / ``judge-domain-64``).
         fd_fn: ``fd_fn(img_a, img_b) -> float`` (default :func:`ddsutils.metrics.frechet_vgg`).
-        optimise_kwargs: extra keywords for :func:`ddsutils.dds.optimise` (e.g. ``lr``, ``alpha``).
+        lpips_fn: ``lpips_fn(a, b, mask=, region=) -> [N]`` (default :func:`ddsutils.metrics.lpips_distance`).
+        optimise_kwargs: extra keywords for :func:`ddsutils.dds.optimise` (e.g. ``lr``, ``dilation``).
         device: where generators and DDS run.
         progress: per-run ``tqdm.auto`` bars.
 
     Returns:
-        JSON-serialisable ``{"config": ..., "rows": [...], "images": {...}}``; each row has pair, mask, method
-        (``crossover`` or ``dds-<mode>``), the three scores and seconds. ``images`` (not JSON) maps
-        ``"<source>-><target>/<mask>/<method>"`` to ``[n, 3, H, W]`` tensors in [-1, 1] for figures.
-
-    Used in: notebooks/03_dds_optimisation.ipynb, notebooks/05_metrics.ipynb.
+        JSON-serialisable ``{"config": ..., "rows": [...], "images": {...}}``; ``rows`` is a flat list of dicts
+        (``source``, ``target``, ``mask``, ``method``, the scores above, ``seconds``). ``images`` (not JSON)
+        maps ``"<source>-><target>/<mask>/<method>"`` to ``[n, 3, H, W]`` tensors in [-1, 1] for figures.
     """
     from . import dds, judges, toyworld
     from .stylegan2 import load_generator
 
+    modes = list(dds.MODES if modes is None else modes)
+    for mode in modes:
+        if mode not in dds.MODES:
+            raise ValueError(f"unknown mode {mode!r}; dds.optimise modes are {list(dds.MODES)}")
     if mask_source not in ("parser", "segmenter"):
         raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {mask_source!r}")
     for m in masks:
@@ -157,7 +199,7 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
     images: dict[str, Tensor] = {}
     refs: dict[str, Tensor] = {}
     floors: dict[str, float] = {}
-    for pi, (src, tgt) in enumerate(pairs):
+    for src, tgt in pairs:
         G_s, G_t = gens[src], gens[tgt]
         if fd_n and tgt not in refs:
             k = toyworld.STYLES.index(tgt)
@@ -169,31 +211,49 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
             x_t = G_t(z.to(dev), noise="const").clamp(-1, 1)
         target_fd = fd_fn(x_t.cpu(), refs[tgt]) if fd_n else float("nan")
         for m in masks:
+            # the scored regions always come from the oracle; the methods get the chosen masks
+            o_s, o_t = _oracle_masks(parser, x_s, x_t, m)
             if mask_source == "parser":
-                y_s, y_t = _oracle_masks(parser, x_s, x_t, m)
+                y_s, y_t = o_s, o_t
             else:
                 y_s, y_t, _ = dds._masks_for(G_s, G_t, z, mask=m, segmenter_path=None, segmenter_on="source",
                                              seed=seed, device=dev)
-            inside, outside = regions(y_s.cpu(), y_t.cpu())
+            inside, outside = regions(o_s.cpu(), o_t.cpu())
             kw = dict(source_style=toyworld.STYLES.index(src), target_style=toyworld.STYLES.index(tgt))
-            methods: dict[str, tuple[Tensor, float]] = {"crossover": (dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1), 0.0)}
+            methods: dict[str, tuple[Tensor, float]] = {
+                "crossover": (dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1), 0.0),
+                "paste": (x_s * o_s + x_t * (1 - o_s), 0.0)}
             for mode in modes:
                 t0 = time.perf_counter()
-                r = dds.optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, mode=mode, num_steps=num_steps,
-                                 seed=seed, snapshot_every=None, device=dev, progress=progress,
-                                 **dict(optimise_kwargs or {}))
+                r = dds.optimise(G_s, G_t, z_star=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, mode=mode,
+                                 num_steps=num_steps, seed=seed, snapshot_every=None, device=dev,
+                                 progress=progress, **dict(optimise_kwargs or {}))
                 methods[f"dds-{mode}"] = (r.image.detach().cpu(), time.perf_counter() - t0)
+            cell: list[dict[str, Any]] = []
             for method, (img, secs) in methods.items():
-                fr = style_fractions(judges.predict_styles(domain, img.cpu()), inside, outside, **kw)
-                rows.append({"source": src, "target": tgt, "mask": m, "method": method,
+                img = img.cpu()
+                fr = style_fractions(judges.predict_styles(domain, img), inside, outside, **kw)
+                cell.append({"source": src, "target": tgt, "mask": m, "method": method,
                              "inside_source": _nanmean(fr["inside_source"]),
                              "outside_target": _nanmean(fr["outside_target"]),
-                             "frechet_vgg": fd_fn(img.cpu(), refs[tgt]) if fd_n else float("nan"),
+                             "outside_lpips": _outside_lpips(img, x_t.cpu(), o_s.cpu(), o_t.cpu(), lpips_fn),
+                             "frechet_vgg": fd_fn(img, refs[tgt]) if fd_n else float("nan"),
                              "floor": floors.get(tgt, float("nan")), "target_samples": target_fd,
                              "seconds": round(secs, 2)})
-                images[f"{src}->{tgt}/{m}/{method}"] = img.cpu()
-    config = {"pairs": [list(p) for p in pairs], "masks": list(masks), "modes": list(modes), "n": n,
+                images[f"{src}->{tgt}/{m}/{method}"] = img
+            if ceiling_n:
+                ceiling = render_composite_ceiling(src, tgt, m, n=ceiling_n, seed=seed + 3000, domain=domain,
+                                                   size=G_t.size)
+                cell.append({"source": src, "target": tgt, "mask": m, "method": "render-composite", **ceiling,
+                             "outside_lpips": float("nan"), "frechet_vgg": float("nan"),
+                             "floor": floors.get(tgt, float("nan")), "target_samples": target_fd, "seconds": 0.0})
+            paste_inside = cell[1]["inside_source"]
+            for row in cell:
+                row["relative_inside"] = row["inside_source"] / paste_inside if paste_inside > 0 else float("nan")
+            rows.extend(cell)
+    config = {"pairs": [list(p) for p in pairs], "masks": list(masks), "modes": modes, "n": n,
               "num_steps": num_steps, "seed": seed, "mask_source": mask_source, "fd_n": fd_n,
+              "ceiling_n": ceiling_n,
               "optimise_kwargs": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                                   for k, v in (optimise_kwargs or {}).items()}, "device": str(dev)}
     return {"config": config, "rows": rows, "images": images}
@@ -201,13 +261,18 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
 
 def format_table(result: Mapping[str, Any]) -> str:
     """Markdown table of :func:`evaluate` rows (one line per pair × mask × method)."""
-    head = ("| source → target | mask | method | in-mask source style | outside target style "
-            "| Fréchet VGG to target renders (floor / x_t) | s |")
-    lines = [head, "|" + "---|" * 7]
+    head = ("| source → target | mask | method | in-mask source style (÷ paste) | outside target style "
+            "| outside LPIPS to x_t | Fréchet VGG to target renders (floor / x_t) | s |")
+    lines = [head, "|" + "---|" * 8]
+
+    def f(x: Any, fmt: str) -> str:
+        return "–" if x is None or x != x else format(x, fmt)
+
     for r in result["rows"]:
-        lines.append(f"| {r['source']} → {r['target']} | {r['mask']} | {r['method']} | {r['inside_source']:.3f} "
-                     f"| {r['outside_target']:.3f} | {r['frechet_vgg']:.1f} ({r['floor']:.1f} / "
-                     f"{r['target_samples']:.1f}) | {r['seconds']:.0f} |")
+        lines.append(f"| {r['source']} → {r['target']} | {r['mask']} | {r['method']} | {f(r['inside_source'], '.3f')} "
+                     f"({f(r['relative_inside'], '.2f')}) | {f(r['outside_target'], '.3f')} "
+                     f"| {f(r['outside_lpips'], '.3f')} | {f(r['frechet_vgg'], '.1f')} ({f(r['floor'], '.1f')} / "
+                     f"{f(r['target_samples'], '.1f')}) | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
 

@@ -54,14 +54,16 @@ def small_world():
 
 @pytest.mark.filterwarnings("ignore:y_[st] is")
 def test_evaluate_rows_and_determinism(small_world):
-    kw = dict(pairs=[("caricature", "natural")], masks=["hair"], modes=["paper", "release"], n=2, num_steps=2,
-              fd_n=4, progress=False, **small_world)
+    kw = dict(pairs=[("caricature", "natural")], masks=["hair"], modes=["paper", "release", "blend"], n=2,
+              num_steps=2, fd_n=4, ceiling_n=2, progress=False, **small_world)
     res = scoring.evaluate(**kw)
-    assert [r["method"] for r in res["rows"]] == ["crossover", "dds-paper", "dds-release"]
+    assert [r["method"] for r in res["rows"]] == ["crossover", "paste", "dds-paper", "dds-release", "dds-blend",
+                                                  "render-composite"]
     for r in res["rows"]:
         for key in ("inside_source", "outside_target"):
             assert r[key] is None or math.isnan(r[key]) or 0.0 <= r[key] <= 1.0
-        assert r["frechet_vgg"] >= 0 and r["floor"] >= 0
+        assert r["floor"] >= 0
+        assert {"source", "target", "mask", "method", "relative_inside", "outside_lpips"} <= set(r)
     assert res["images"]["caricature->natural/hair/dds-paper"].shape == (2, 3, S, S)
     again = scoring.evaluate(**kw)
     assert torch.equal(res["images"]["caricature->natural/hair/dds-release"],
@@ -69,6 +71,55 @@ def test_evaluate_rows_and_determinism(small_world):
     text = json.dumps(scoring.to_json({k: v for k, v in res.items() if k != "images"}), allow_nan=False)
     assert "dds-paper" in text
     assert "| caricature → natural | hair | crossover |" in scoring.format_table(res)
+
+
+class _StubJudge(torch.nn.Module):
+    """A domain judge that calls a pixel "source style" (2, caricature) when its red channel is above 0.2."""
+
+    kind = judges.KIND_DOMAIN
+
+    def forward(self, img):
+        logits = torch.zeros(img.shape[0], len(toyworld.STYLES), *img.shape[-2:])
+        logits[:, 2] = (img[:, 0] > 0.2).float() * 10
+        logits[:, 0] = 5
+        return logits
+
+
+def test_paste_ceiling_relative_inside_and_outside_identity(small_world, monkeypatch):
+    """The paste row is x_s pasted into x_t under the oracle y_s; relative_inside divides by its score;
+    the outside LPIPS compares each image with x_t over 1 - max(y_s, y_t)."""
+    seen = {}
+
+    def lpips_fn(a, b, *, mask, region):
+        seen.setdefault("calls", []).append((a.clone(), b.clone(), mask.clone(), region))
+        return (a - b).abs().flatten(1).mean(1)
+
+    monkeypatch.setattr(judges, "predict_styles", lambda judge, img: judge(img).argmax(1))
+    # a stub parser: "hair" (part 2) where the red channel is above 0, skin elsewhere
+    monkeypatch.setattr(judges, "predict_parts", lambda parser, img: torch.where(img[:, 0] > 0, 2, 1))
+    world = {**small_world, "domain": _StubJudge()}
+    res = scoring.evaluate(pairs=[("caricature", "natural")], masks=["hair"], modes=["blend"], n=3, num_steps=0,
+                           fd_n=0, ceiling_n=0, lpips_fn=lpips_fn, progress=False, **world)
+    rows = {r["method"]: r for r in res["rows"]}
+    G_s, G_t = small_world["generators"]["caricature"], small_world["generators"]["natural"]
+    z = torch.randn(3, G_s.style_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x_s, x_t = G_s(z).clamp(-1, 1), G_t(z).clamp(-1, 1)
+    y_s, y_t = scoring._oracle_masks(small_world["parser"], x_s, x_t, "hair")
+    paste = x_s * y_s + x_t * (1 - y_s)
+    assert torch.equal(res["images"]["caricature->natural/hair/paste"], paste)
+    inside = y_s[:, 0] > 0.5
+    per_image = [((paste[i, 0] > 0.2) & inside[i]).sum() / inside[i].sum() for i in range(3) if inside[i].any()]
+    assert rows["paste"]["inside_source"] == pytest.approx(float(torch.stack(per_image).mean()), abs=1e-6)
+    assert rows["paste"]["relative_inside"] == pytest.approx(1.0)
+    assert abs(rows["crossover"]["inside_source"] - rows["paste"]["inside_source"]) > 0.01  # the two differ
+    for method in ("crossover", "dds-blend"):
+        assert rows[method]["relative_inside"] == pytest.approx(
+            rows[method]["inside_source"] / rows["paste"]["inside_source"])
+    a, b, mask, region = seen["calls"][1]  # the paste's call
+    assert torch.equal(a, paste) and torch.equal(b, x_t) and region == "outside"
+    assert torch.equal(mask, torch.maximum(y_s, y_t))
+    assert rows["paste"]["outside_lpips"] == pytest.approx(float((paste - x_t).abs().flatten(1).mean(1).mean()))
 
 
 def test_evaluate_bad_arguments(small_world):
