@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "render_composite_ceiling", "evaluate", "format_table",
-           "to_json"]
+__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "oracle_pair", "score_cell", "render_composite_ceiling",
+           "evaluate", "format_table", "to_json"]
 
 #: Source → target pairs of the toy zoo scored by ``dds evaluate``.
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -122,6 +122,63 @@ def _outside_lpips(img: Tensor, x_t: Tensor, y_s: Tensor, y_t: Tensor, lpips_fn:
     return _nanmean(d.detach().float())
 
 
+def oracle_pair(G_s: Any, G_t: Any, z: Tensor, mask: str, *, parser: Any = None) -> dict[str, Tensor]:
+    """A toy-world pair with the judge parser's masks: ``x_s = G_s(z)``, ``x_t = G_t(z)``, ``y_s``, ``y_t``.
+
+    Args:
+        G_s, G_t: generators; z: ``[N, D]`` latents.
+        mask: a toy-world mask name (:data:`ddsutils.toyworld.MASKS`).
+        parser: the part parser (default the committed ``judge-parser-64``).
+
+    Returns:
+        ``{"z", "x_s", "x_t", "y_s", "y_t"}``: images ``[N, 3, H, W]`` in [-1, 1], masks ``[N, 1, H, W]``.
+    """
+    from . import judges
+
+    parser = parser if parser is not None else judges.load_judge("judge-parser-64")
+    with torch.no_grad():
+        x_s = G_s(z, noise="const").clamp(-1, 1)
+        x_t = G_t(z, noise="const").clamp(-1, 1)
+    y_s, y_t = _oracle_masks(parser, x_s, x_t, mask)
+    return {"z": z, "x_s": x_s, "x_t": x_t, "y_s": y_s.to(x_s.device), "y_t": y_t.to(x_s.device)}
+
+
+def score_cell(images: Mapping[str, Tensor], *, x_t: Tensor, y_s: Tensor, y_t: Tensor, source: str, target: str,
+               domain: Any = None, lpips_fn: Callable | None = None) -> dict[str, dict[str, float]]:
+    """Judge scores of several methods' images for one cell (pair × mask), against the paste.
+
+    Args:
+        images: ``{method: [N, 3, H, W]}`` in [-1, 1]; a ``"paste"`` entry (``x_s ⊗ y_s + x_t ⊗ ȳ_s``)
+            is the ceiling ``relative_inside`` divides by.
+        x_t: the target images ``[N, 3, H, W]``; y_s, y_t: the oracle masks ``[N, 1, H, W]`` that define the
+            regions (:func:`regions`).
+        source, target: toy-world styles.
+        domain: the domain judge (default the committed ``judge-domain-64``).
+        lpips_fn: ``lpips_fn(a, b, mask=, region=) -> [N]`` (default :func:`ddsutils.metrics.lpips_distance`).
+
+    Returns:
+        ``{method: {"inside_source", "relative_inside", "outside_target", "outside_lpips"}}`` (means over
+        images; ``relative_inside`` is NaN without a paste or when the paste scores 0).
+    """
+    from . import judges, toyworld
+
+    domain = domain if domain is not None else judges.load_judge("judge-domain-64")
+    y_s, y_t, x_t = y_s.cpu(), y_t.cpu(), x_t.cpu()
+    inside, outside = regions(y_s, y_t)
+    kw = dict(source_style=toyworld.STYLES.index(source), target_style=toyworld.STYLES.index(target))
+    out: dict[str, dict[str, float]] = {}
+    for method, img in images.items():
+        img = img.detach().cpu()
+        fr = style_fractions(judges.predict_styles(domain, img), inside, outside, **kw)
+        out[method] = {"inside_source": _nanmean(fr["inside_source"]),
+                       "outside_target": _nanmean(fr["outside_target"]),
+                       "outside_lpips": _outside_lpips(img, x_t, y_s, y_t, lpips_fn)}
+    paste = out.get("paste", {}).get("inside_source", float("nan"))
+    for row in out.values():
+        row["relative_inside"] = row["inside_source"] / paste if paste > 0 else float("nan")
+    return out
+
+
 def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tuple[str, str]] = DEFAULT_PAIRS,
              masks: Sequence[str] = ("eyes_nose_mouth", "hair"), modes: Sequence[str] | None = None,
              n: int = 32, num_steps: int = 200, seed: int = 0, mask_source: str = "parser",
@@ -212,7 +269,7 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
         target_fd = fd_fn(x_t.cpu(), refs[tgt]) if fd_n else float("nan")
         for m in masks:
             # the scored regions always come from the oracle; the methods get the chosen masks
-            o_s, o_t = _oracle_masks(parser, x_s, x_t, m)
+            o_s, o_t = (y.to(dev) for y in _oracle_masks(parser, x_s, x_t, m))
             if mask_source == "parser":
                 y_s, y_t = o_s, o_t
             else:
@@ -229,14 +286,12 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
                                  num_steps=num_steps, seed=seed, snapshot_every=None, device=dev,
                                  progress=progress, **dict(optimise_kwargs or {}))
                 methods[f"dds-{mode}"] = (r.image.detach().cpu(), time.perf_counter() - t0)
+            scores = score_cell({k: img for k, (img, _) in methods.items()}, x_t=x_t, y_s=o_s, y_t=o_t,
+                                source=src, target=tgt, domain=domain, lpips_fn=lpips_fn)
             cell: list[dict[str, Any]] = []
             for method, (img, secs) in methods.items():
                 img = img.cpu()
-                fr = style_fractions(judges.predict_styles(domain, img), inside, outside, **kw)
-                cell.append({"source": src, "target": tgt, "mask": m, "method": method,
-                             "inside_source": _nanmean(fr["inside_source"]),
-                             "outside_target": _nanmean(fr["outside_target"]),
-                             "outside_lpips": _outside_lpips(img, x_t.cpu(), o_s.cpu(), o_t.cpu(), lpips_fn),
+                cell.append({"source": src, "target": tgt, "mask": m, "method": method, **scores[method],
                              "frechet_vgg": fd_fn(img, refs[tgt]) if fd_n else float("nan"),
                              "floor": floors.get(tgt, float("nan")), "target_samples": target_fd,
                              "seconds": round(secs, 2)})
@@ -244,12 +299,11 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
             if ceiling_n:
                 ceiling = render_composite_ceiling(src, tgt, m, n=ceiling_n, seed=seed + 3000, domain=domain,
                                                    size=G_t.size)
+                paste_inside = scores["paste"]["inside_source"]
                 cell.append({"source": src, "target": tgt, "mask": m, "method": "render-composite", **ceiling,
-                             "outside_lpips": float("nan"), "frechet_vgg": float("nan"),
+                             "relative_inside": ceiling["inside_source"] / paste_inside if paste_inside > 0
+                             else float("nan"), "outside_lpips": float("nan"), "frechet_vgg": float("nan"),
                              "floor": floors.get(tgt, float("nan")), "target_samples": target_fd, "seconds": 0.0})
-            paste_inside = cell[1]["inside_source"]
-            for row in cell:
-                row["relative_inside"] = row["inside_source"] / paste_inside if paste_inside > 0 else float("nan")
             rows.extend(cell)
     config = {"pairs": [list(p) for p in pairs], "masks": list(masks), "modes": modes, "n": n,
               "num_steps": num_steps, "seed": seed, "mask_source": mask_source, "fd_n": fd_n,
