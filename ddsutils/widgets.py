@@ -1,6 +1,7 @@
-"""Notebook widgets: a brush mask painter for labelling one generated image (the segmenter's one shot).
+"""Notebook widgets: a brush mask painter for labelling one generated image (the segmenter's one shot), and a
+DDS panel that reruns one toy-world pair (:class:`DDSPanel`).
 
-Two layers:
+The painter has two layers:
 
 - :class:`MaskEditor` — the painting logic in plain Python/numpy (no widget import): brush strokes
   rasterised into a binary mask, paint/erase, a bounded undo stack, clear, overlay rendering and an
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MaskEditor", "MaskPainter", "image_to_uint8"]
+__all__ = ["MaskEditor", "MaskPainter", "DDSPanel", "image_to_uint8"]
 
 BBox = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, in image pixels
 
@@ -394,3 +395,111 @@ class MaskPainter:
             self._draw(self.editor.extend_stroke(x / s, y / s))
             self.editor.end_stroke()
             self.status.value = self._status_text()
+
+
+class DDSPanel:
+    """Rerun DDS on one toy-world pair from a notebook: mode, mask, blend layer, dilation, weights, seed.
+
+    :meth:`run` does the work without any widget (tested headless): it draws ``z* ~ N(0, I)`` from ``seed``,
+    takes the judge parser's masks of ``x_s = G_s(z*)`` and ``x_t = G_t(z*)``, runs :func:`ddsutils.dds.optimise`
+    and scores the result with the domain judge next to the paste (:func:`ddsutils.scoring.score_cell`).
+    Displaying the panel (last expression of a cell) shows ipywidgets controls, a Run button and the images
+    ``x_s, x_t, paste, x̂`` with the scores; blend mode reruns on every change (it takes well under a second).
+
+    Args:
+        G_s, G_t: toy-world generators of the same architecture.
+        source, target: their styles (:data:`ddsutils.toyworld.STYLES`), for the judge.
+        num_steps: Adam steps of the optimising modes (paper, release, refine).
+        backbone_weights: ``"imagenet"`` or ``"random"`` (VGG-16 for paper / release mode).
+        device: where DDS runs.
+        scale: screen pixels per image pixel.
+
+    Used in: notebooks/03_dds_optimisation.ipynb.
+    """
+
+    MODES = ("blend", "refine", "paper", "release")
+
+    def __init__(self, G_s: Any, G_t: Any, *, source: str, target: str, num_steps: int = 50,
+                 backbone_weights: str = "imagenet", device: str = "cpu", scale: int = 3):
+        self.G_s, self.G_t, self.source, self.target = G_s, G_t, source, target
+        self.num_steps, self.backbone_weights, self.device, self.scale = num_steps, backbone_weights, device, scale
+        self.last: dict[str, Any] | None = None
+        self._ui: Any = None
+
+    def run(self, *, mode: str = "blend", mask: str = "hair", blend_start: int | None = None, dilation: int = 1,
+            alpha: float = 0.9, beta: float = 1.0, gamma: float = 0.5, seed: int = 0) -> dict[str, Any]:
+        """One DDS run; returns ``{"images": [4, 3, H, W] (x_s, x_t, paste, x̂), "scores": {...}, "seconds"}``."""
+        import time
+
+        import torch
+
+        from . import dds, scoring
+
+        z = torch.randn(1, self.G_s.style_dim, generator=torch.Generator().manual_seed(int(seed)))
+        p = scoring.oracle_pair(self.G_s, self.G_t, z.to(self.device), mask)
+        t0 = time.perf_counter()
+        r = dds.optimise(self.G_s, self.G_t, z_star=p["z"], x_s=p["x_s"], x_t=p["x_t"], y_s=p["y_s"], y_t=p["y_t"],
+                         mode=mode, blend_start=blend_start, dilation=dilation, alpha=alpha, beta=beta, gamma=gamma,
+                         num_steps=self.num_steps, snapshot_every=None, backbone_weights=self.backbone_weights,
+                         n_mean_latent=2048, seed=int(seed), device=self.device, progress=False)
+        seconds = time.perf_counter() - t0
+        paste = p["x_s"] * p["y_s"] + p["x_t"] * (1 - p["y_s"])
+        scores = scoring.score_cell({"paste": paste, mode: r.image}, x_t=p["x_t"], y_s=p["y_s"], y_t=p["y_t"],
+                                    source=self.source, target=self.target)
+        images = torch.cat([p["x_s"].cpu(), p["x_t"].cpu(), paste.cpu(), r.image])
+        self.last = {"images": images, "scores": scores, "seconds": seconds, "result": r}
+        return self.last
+
+    def _build(self) -> Any:
+        try:
+            import ipywidgets as W
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(f"DDSPanel needs ipywidgets ({exc}); `pip install ipywidgets`") from exc
+        n_layers = self.G_t.num_layers
+        c = {
+            "mode": W.Dropdown(options=self.MODES, value="blend", description="mode"),
+            "mask": W.Dropdown(options=["eyes_nose_mouth", "hair"], value="hair", description="mask"),
+            "blend_start": W.IntSlider(value=n_layers - 2, min=0, max=n_layers, description="blend layer"),
+            "dilation": W.IntSlider(value=1, min=0, max=4, description="dilation"),
+            "alpha": W.FloatSlider(value=0.9, min=0, max=5, step=0.1, description="α"),
+            "beta": W.FloatSlider(value=1.0, min=0, max=5, step=0.1, description="β"),
+            "gamma": W.FloatSlider(value=0.5, min=0, max=5, step=0.1, description="γ"),
+            "seed": W.IntText(value=0, description="seed"),
+        }
+        button = W.Button(description="Run", button_style="primary", icon="play")
+        image, text = W.Image(format="png"), W.HTML()
+
+        def show(*_: Any) -> None:
+            text.value = f"running {c['mode'].value} …"
+            out = self.run(**{k: w.value for k, w in c.items()})
+            image.value = self._png(out["images"])
+            rows = "".join(f"<tr><td>{m}</td><td>{s['inside_source']:.2f}</td><td>{s['relative_inside']:.2f}</td>"
+                           f"<td>{s['outside_target']:.2f}</td><td>{s['outside_lpips']:.3f}</td></tr>"
+                           for m, s in out["scores"].items())
+            text.value = (f"<b>x_s, x_t, paste, x̂</b> ({out['seconds']:.1f} s)<table><tr><th>method</th>"
+                          "<th>in-mask source</th><th>÷ paste</th><th>outside target</th><th>outside LPIPS</th>"
+                          f"</tr>{rows}</table>")
+
+        button.on_click(show)
+        for w in c.values():
+            w.observe(lambda ch: show() if c["mode"].value == "blend" else None, names="value")
+        show()
+        return W.VBox([W.HBox([W.VBox(list(c.values())[:4]), W.VBox(list(c.values())[4:]), button]), image, text])
+
+    def _png(self, images: Any) -> bytes:
+        from PIL import Image
+
+        from .viz import image_grid, to_uint8
+
+        arr = to_uint8(image_grid(images, nrow=len(images)))
+        arr = arr.repeat(self.scale, axis=0).repeat(self.scale, axis=1)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - needs a frontend
+        from IPython.display import display
+
+        if self._ui is None:
+            self._ui = self._build()
+        display(self._ui)

@@ -149,3 +149,31 @@ def test_mask_painter_callbacks_without_browser(tmp_path):
     p.clear()
     assert p.mask.sum() == 0
     assert "application/vnd.jupyter.widget-view+json" in p._repr_mimebundle_()
+
+
+def test_dds_panel_runs_headless_and_builds_its_widgets(monkeypatch):
+    from conftest import make_tiny_generator
+    from ddsutils import judges, scoring
+    from ddsutils.widgets import DDSPanel
+
+    G_s, G_t = make_tiny_generator(size=32, seed=0), make_tiny_generator(size=32, seed=1)
+    # stub judges: hair where the red channel is above 0; "caricature" style where green is above 0
+    monkeypatch.setattr(judges, "load_judge", lambda name: name)
+    monkeypatch.setattr(judges, "predict_parts", lambda parser, img: torch.where(img[:, 0] > 0, 2, 1))
+    monkeypatch.setattr(judges, "predict_styles", lambda judge, img: torch.where(img[:, 1] > 0, 2, 0))
+    monkeypatch.setattr(scoring, "_outside_lpips", lambda img, x_t, y_s, y_t, fn: float((img - x_t).abs().mean()))
+    panel = DDSPanel(G_s, G_t, source="caricature", target="natural", num_steps=2, backbone_weights="random")
+    out = panel.run(mode="blend", mask="hair", seed=3)
+    x_s, x_t, paste, result = out["images"]
+    with torch.no_grad():
+        z = torch.randn(1, 32, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(x_s, G_s(z).clamp(-1, 1)[0]) and torch.equal(x_t, G_t(z).clamp(-1, 1)[0])
+    assert set(out["scores"]) == {"paste", "blend"} and out["scores"]["paste"]["relative_inside"] == 1.0
+    again = panel.run(mode="blend", mask="hair", seed=3)
+    assert torch.equal(again["images"], out["images"])
+    other = panel.run(mode="blend", mask="hair", seed=3, dilation=3)
+    assert not torch.equal(other["images"][3], result)  # the control reaches dds.optimise
+    assert panel.run(mode="paper", mask="hair", seed=3)["images"].shape == (4, 3, 32, 32)
+    pytest.importorskip("ipywidgets")
+    ui = panel._build()
+    assert len(ui.children) == 3 and ui.children[1].value[:4] == b"\x89PNG"
