@@ -57,16 +57,20 @@ __all__ = ["PROFILES", "EXPERIMENTS", "Context", "table1", "fid_during_optimisat
            "backbone_ablation", "mode_comparison", "blending_baselines", "format_markdown", "format_table1", "main"]
 
 _TOY = {"natural": "toy-natural-64", "sketch": "toy-sketch-64", "caricature": "toy-caricature-64"}
+_MODES = ("paper", "release", "blend", "refine")  # dds.MODES, without importing dds at module load
+#: Bumped when a DDS mode's results change for the same settings, so cached runs are not reused.
+DDS_CACHE_VERSION = 2
 
 #: Settings of each profile (every key can be overridden by a keyword of the experiment functions).
 PROFILES: dict[str, dict[str, Any]] = {
     "ci": dict(generators=_TOY, pairs=[("caricature", "natural")], masks=["eyes_nose_mouth"], n=2, n_ref=16,
                num_steps=4, snapshot_every=2, lr=0.01, seed=0, mask_source="parser", fd="vgg", judges=True,
-               sweep_values=[0.0, 1.0], backbones=["vgg16", "alexnet"], device="cpu"),
+               sweep_values=[0.0, 1.0], backbones=["vgg16", "alexnet"], modes=list(_MODES), device="cpu"),
     "demo": dict(generators=_TOY, pairs=[("caricature", "natural"), ("natural", "caricature")],
                  masks=["eyes_nose_mouth", "hair"], n=4, n_ref=128, num_steps=50, snapshot_every=10, lr=0.01,
                  seed=0, mask_source="parser", fd="vgg", judges=True, sweep_values=[0.0, 1.0, 2.0],
-                 backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cpu"),
+                 backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], modes=list(_MODES),
+                 device="cpu"),
     "paper": dict(generators={"natural": "ffhq-256", "caricature": "fewshot-caricature-256",
                               "sketch": "fewshot-sketch-256"},
                   pairs=[("caricature", "natural"), ("natural", "caricature"), ("sketch", "natural"),
@@ -74,10 +78,12 @@ PROFILES: dict[str, dict[str, Any]] = {
                   masks=["eyes_nose_mouth", "hair"], n=100, n_ref=1000, num_steps=1000, snapshot_every=100,
                   lr=0.01, seed=0, mask_source="segmenter", fd="inception", judges=False,
                   sweep_values=[0.0, 0.25, 0.5, 1.0, 2.0],
-                  backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], device="cuda"),
+                  backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], modes=list(_MODES),
+                  device="cuda"),
 }
 _PROFILE_KEYS = set(PROFILES["demo"]) | {"segmenters", "out", "cache"}
 _MASKS = ("eyes_nose_mouth", "hair")
+_JUDGED = ("inside_source", "relative_inside", "outside_target")
 _EXTRA_BACKBONES = ("lpips-alex", "lpips-vgg", "generator")
 
 
@@ -116,6 +122,10 @@ def check_settings(cfg: Mapping[str, Any], *, names: Mapping[str, str] | None = 
         cli.choice(b, nm["backbones"], [*BACKBONES, *_EXTRA_BACKBONES], what="backbone")
     for v in cfg["sweep_values"]:
         cli.float_arg(v, nm["sweep_values"], min=0)
+    if not cfg["modes"]:
+        raise UserError("needs at least one DDS mode", argument=nm["modes"], value=cfg["modes"])
+    for mode in cfg["modes"]:
+        cli.choice(mode, nm["modes"], _MODES, what="DDS mode")
 
 
 def _json_default(o: Any) -> Any:
@@ -275,7 +285,8 @@ class Context:
         ident = json.dumps({"gen": [self.cfg["generators"][source], self.cfg["generators"][target]],
                             "weights": [self.generator_digest(source), self.generator_digest(target)],
                             "mask": mask, "n": self.cfg["n"], "mask_source": self.cfg["mask_source"],
-                            "inputs": inputs, **settings}, sort_keys=True, default=_json_default)
+                            "inputs": inputs, "dds_cache_version": DDS_CACHE_VERSION, **settings},
+                           sort_keys=True, default=_json_default)
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()) if isinstance(v, (str, int, float)))
         path = self.cache / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
@@ -286,8 +297,10 @@ class Context:
                 return torch_load(path)
             except NotACheckpointError:  # a damaged cache entry is recomputed, not trusted
                 path.unlink(missing_ok=True)
-        r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], y_s=p["y_s"],
-                         y_t=p["y_t"], device=self.device, progress=progress, **settings)
+        # the images are passed with z*: the masks belong to them (release mode would otherwise redraw x_t at ψ 0.7)
+        r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], x_s=p["x_s"],
+                         x_t=p["x_t"], y_s=p["y_s"], y_t=p["y_t"], device=self.device, progress=progress,
+                         **settings)
         d = r.to_dict()
         d = {k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in d.items()}
         d["snapshots"] = [[s, img.detach().cpu()] for s, img in d["snapshots"]]
@@ -317,10 +330,22 @@ class Context:
             return {}
         p = self.pair(source, target, mask)
         inside, outside = scoring.regions(p["y_s"], p["y_t"])
-        fr = scoring.style_fractions(judges.predict_styles(jd[1], img), inside, outside,
-                                     source_style=toyworld.STYLES.index(source),
-                                     target_style=toyworld.STYLES.index(target))
-        return {k: scoring._nanmean(v) for k, v in fr.items()}
+
+        def fractions(x: Tensor) -> dict[str, float]:
+            fr = scoring.style_fractions(judges.predict_styles(jd[1], x), inside, outside,
+                                         source_style=toyworld.STYLES.index(source),
+                                         target_style=toyworld.STYLES.index(target))
+            return {k: scoring._nanmean(v) for k, v in fr.items()}
+
+        out = fractions(img)
+        paste = fractions(self.paste(source, target, mask))["inside_source"]  # the cell's ceiling
+        out["relative_inside"] = out["inside_source"] / paste if paste > 0 else float("nan")
+        return out
+
+    def paste(self, source: str, target: str, mask: str) -> Tensor:
+        """``x_s`` pasted into ``x_t`` under ``y_s``: the ceiling of a method that copies the source part."""
+        p = self.pair(source, target, mask)
+        return p["x_s"] * p["y_s"] + p["x_t"] * (1 - p["y_s"])
 
     def score(self, img: Tensor, source: str, target: str, mask: str) -> dict[str, float]:
         """All scores of ``n`` images of an experiment: set distances to D_s, {x_c}, D_t; SSIM / PSNR to the
@@ -373,29 +398,38 @@ def _ctx(profile: str | Context, overrides: Mapping[str, Any]) -> Context:
 
 
 def table1(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
-    """Table 1: DDS (paper mode) outputs against D_s, {x_c} and D_t for every experiment (pair × mask).
+    """Table 1: every DDS mode's outputs (and the paste) against D_s, {x_c} and D_t for every experiment.
 
-    Rows: one per experiment × reference set, with ``fd`` / ``kid`` (set distances), ``ssim`` / ``psnr`` (to the
-    paired images) and the judges' ``inside_source`` / ``outside_target``. Claims: for each experiment,
-    whether DDS is closer to D_t than to D_s on every metric (paper §5.1).
+    Rows: one per experiment × method (``dds-<mode>`` for each of the profile's ``modes``, and ``paste``:
+    ``x_s`` pasted into ``x_t`` under ``y_s``) × reference set, with ``fd`` / ``kid`` (set distances), ``ssim`` /
+    ``psnr`` (to the paired images) and the judges' ``inside_source`` / ``relative_inside`` (÷ the paste's) /
+    ``outside_target``. Claims: for each experiment and method, whether it is closer to D_t than to D_s on
+    every metric (paper §5.1, which reports paper mode).
 
     Used in: notebooks/05_metrics.ipynb.
     """
     t0, ctx = time.perf_counter(), _ctx(profile, overrides)
     rows, claims, images = [], {}, {}
     for s, t, m in ctx.experiments():
-        r = ctx.dds(s, t, m, progress=progress)
-        sc = ctx.score(r["image"], s, t, m)
         exp = f"{s}->{t}/{m}"
-        for ref in ("D_s", "x_c", "D_t"):
-            rows.append({"experiment": exp, "reference": ref, **{k: sc[f"{k}_{ref}"] for k in ("fd", "kid", "ssim", "psnr")},
-                         **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc}})
-        claims[exp] = {"fd": sc["fd_D_t"] < sc["fd_D_s"], "kid": sc["kid_D_t"] < sc["kid_D_s"],
-                       "ssim": sc["ssim_D_t"] > sc["ssim_D_s"], "psnr": sc["psnr_D_t"] > sc["psnr_D_s"]}
-        claims[exp]["all"] = all(claims[exp].values())
         p = ctx.pair(s, t, m)
-        images.update({f"{exp}/x_s": p["x_s"], f"{exp}/x_t": p["x_t"], f"{exp}/x_c": p["x_c"], f"{exp}/dds": r["image"]})
-    claims["closer_to_D_t_on_every_metric"] = all(c["all"] for k, c in claims.items() if "/" in k)
+        images.update({f"{exp}/x_s": p["x_s"], f"{exp}/x_t": p["x_t"], f"{exp}/x_c": p["x_c"]})
+        methods = {f"dds-{mode}": ctx.dds(s, t, m, progress=progress, **({} if mode == "paper" else {"mode": mode}))
+                   ["image"] for mode in ctx.cfg["modes"]}
+        methods["paste"] = ctx.paste(s, t, m)
+        for method, img in methods.items():
+            sc = ctx.score(img, s, t, m)
+            for ref in ("D_s", "x_c", "D_t"):
+                rows.append({"experiment": exp, "method": method, "reference": ref,
+                             **{k: sc[f"{k}_{ref}"] for k in ("fd", "kid", "ssim", "psnr")},
+                             **{k: sc[k] for k in _JUDGED if k in sc}})
+            c = {"fd": sc["fd_D_t"] < sc["fd_D_s"], "kid": sc["kid_D_t"] < sc["kid_D_s"],
+                 "ssim": sc["ssim_D_t"] > sc["ssim_D_s"], "psnr": sc["psnr_D_t"] > sc["psnr_D_s"]}
+            claims[f"{exp}/{method}"] = {**c, "all": all(c.values())}
+            images[f"{exp}/{'dds' if method == 'dds-paper' else method}"] = img
+    for method in [f"dds-{mode}" for mode in ctx.cfg["modes"]] + ["paste"]:
+        claims[f"closer_to_D_t_on_every_metric/{method}"] = all(
+            c["all"] for k, c in claims.items() if k.endswith(f"/{method}") and k.count("/") == 2)
     return _finish(ctx, "table1", rows, claims, t0, images)
 
 
@@ -478,7 +512,7 @@ def backbone_ablation(profile: str | Context = "demo", *, progress: bool = True,
             continue
         sc = ctx.score(r["image"], s, t, m)
         rows.append({"backbone": bb, **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_s", "psnr_D_t")},
-                     **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc},
+                     **{k: sc[k] for k in _JUDGED if k in sc},
                      "seconds": r["timings"]["total_s"]})
     return _finish(ctx, "backbone_ablation", rows, {"skipped": skipped}, t0)
 
@@ -491,11 +525,14 @@ MODE_VARIANTS: dict[str, dict[str, Any]] = {
     "paper z z_star": {"init": "z_star"},
     "paper z mean": {"init": "mean"},
     "release (w+ mean)": {"mode": "release"},
+    "blend": {"mode": "blend"},
+    "refine (w+ from w(z*))": {"mode": "refine"},
 }
 
 
 def mode_comparison(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
-    """Paper vs release mode, latent spaces z / w / w+, inits random / z* / mean (:data:`MODE_VARIANTS`).
+    """Paper vs release, blend and refine mode; latent spaces z / w / w+, inits random / z* / mean
+    (:data:`MODE_VARIANTS`).
 
     Claim checked: the paper's footnote 3, starting from z* is worse (higher distance to D_t) than random init.
 
@@ -509,15 +546,15 @@ def mode_comparison(profile: str | Context = "demo", *, progress: bool = True, *
         sc = ctx.score(r["image"], s, t, m)
         by[name] = sc
         rows.append({"variant": name, **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_t", "psnr_D_t")},
-                     **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc},
-                     "final_loss": float(r["history"]["total"][-1].mean())})
+                     **{k: sc[k] for k in _JUDGED if k in sc},
+                     "final_loss": float(r["history"]["total"][-1].mean()) if len(r["history"]["total"]) else None})
     claims = {"z_star_worse_than_random": by["paper z z_star"]["fd_D_t"] > by["paper z random"]["fd_D_t"]}
     return _finish(ctx, "mode_comparison", rows, claims, t0)
 
 
 def blending_baselines(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Appendix B: crossover, Laplacian pyramid, Poisson (OpenCV seamlessClone) and alpha blending of x_s into
-    x_t along y_s, scored like DDS (paper mode) on every experiment.
+    x_t along y_s, scored like DDS (paper mode, and blend mode) on every experiment.
 
     Used in: notebooks/07_baselines.ipynb.
     """
@@ -531,11 +568,12 @@ def blending_baselines(profile: str | Context = "demo", *, progress: bool = True
         for b in blending.BASELINES:
             methods[b] = blending.blend(b, p["x_s"], p["x_t"], p["y_s"])
         methods["dds"] = ctx.dds(s, t, m, progress=progress)["image"]
+        methods["dds-blend"] = ctx.dds(s, t, m, progress=progress, mode="blend")["image"]
         for name, img in methods.items():
             sc = ctx.score(img, s, t, m)
             rows.append({"experiment": f"{s}->{t}/{m}", "method": name,
                          **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_t")},
-                         **{k: sc[k] for k in ("inside_source", "outside_target") if k in sc}})
+                         **{k: sc[k] for k in _JUDGED if k in sc}})
             images[f"{s}->{t}/{m}/{name}"] = img
     return _finish(ctx, "blending_baselines", rows, {}, t0, images)
 
@@ -551,23 +589,25 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def format_table1(result: Mapping[str, Any], *, digits: int = 3) -> str:
-    """Table 1 in the paper's layout: rows = mask × reference (D_s, {x_c}, D_t), columns = experiment × metric
-    (distance ↓, SSIM ↑, PSNR ↑). ``result`` is what :func:`table1` returns (or its JSON)."""
+    """Table 1 in the paper's layout, one block per method: rows = method × mask × reference (D_s, {x_c}, D_t),
+    columns = experiment × metric (distance ↓, SSIM ↑, PSNR ↑). ``result`` is what :func:`table1` returns."""
     exps = list(dict.fromkeys(r["experiment"] for r in result["rows"]))
     pairs = list(dict.fromkeys(e.split("/")[0] for e in exps))
     masks = list(dict.fromkeys(e.split("/")[1] for e in exps))
-    by = {(r["experiment"], r["reference"]): r for r in result["rows"]}
+    methods = list(dict.fromkeys(r.get("method", "dds-paper") for r in result["rows"]))
+    by = {(r["experiment"], r.get("method", "dds-paper"), r["reference"]): r for r in result["rows"]}
     dist = "FID" if "Inception" in result.get("distance_label", "") else "FD-VGG"
-    head = ["mask", "reference"] + [f"{p.replace('->', '→')} {m}" for p in pairs
-                                    for m in (f"{dist} ↓", "SSIM ↑", "PSNR ↑")]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
-    for mask in masks:
-        for ref in ("D_s", "x_c", "D_t"):
-            cells = [mask, {"x_c": "{x_c}"}.get(ref, ref)]
-            for p in pairs:
-                r = by.get((f"{p}/{mask}", ref))
-                cells += [f"{r[k]:.{digits}f}" if r else "" for k in ("fd", "ssim", "psnr")]
-            lines.append("| " + " | ".join(cells) + " |")
+    head = ["method", "mask", "reference"] + [f"{p.replace('->', '→')} {m}" for p in pairs
+                                              for m in (f"{dist} ↓", "SSIM ↑", "PSNR ↑")]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---:|" * (len(head) - 3)]
+    for method in methods:
+        for mask in masks:
+            for ref in ("D_s", "x_c", "D_t"):
+                cells = [method, mask, {"x_c": "{x_c}"}.get(ref, ref)]
+                for p in pairs:
+                    r = by.get((f"{p}/{mask}", method, ref))
+                    cells += [f"{r[k]:.{digits}f}" if r else "" for k in ("fd", "ssim", "psnr")]
+                lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -629,6 +669,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--num-steps", type=pos, default=None, help="DDS iterations (profile default)")
     p.add_argument("--masks", nargs="+", default=None, choices=list(_MASKS),
                    help="masks (profile default); the ablations use the first experiment, e.g. --masks hair")
+    p.add_argument("--modes", nargs="+", default=None, choices=list(_MODES),
+                   help="DDS modes of Table 1 (profile default: all)")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (profile default)")
     p.add_argument("--out", default=None, help="results folder, written whole (default runs/<profile>/results)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
@@ -645,12 +687,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         value=str(cache))
     if a.device is not None:
         cli.device(a.device, "--device")
-    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("masks", a.masks), ("device", a.device))
-            if v is not None}
+    over = {k: v for k, v in (("n", a.n), ("num_steps", a.num_steps), ("masks", a.masks), ("modes", a.modes),
+                              ("device", a.device)) if v is not None}
     try:
         ctx = Context(a.profile, out=str(out), cache=str(cache), **over)
     except UserError as exc:  # name the command-line argument a setting came from
-        flags = {"n": "--n", "num_steps": "--num-steps", "masks": "--masks", "device": "--device"}
+        flags = {"n": "--n", "num_steps": "--num-steps", "masks": "--masks", "modes": "--modes", "device": "--device"}
         if exc.argument in flags and exc.argument in over:
             exc.argument = flags[exc.argument]
         raise

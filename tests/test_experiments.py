@@ -29,16 +29,22 @@ def test_context_rejects_bad_settings():
 
 def test_table1_saves_rows_claims_and_images(ctx):
     res = experiments.table1(ctx, progress=False)
-    assert [r["reference"] for r in res["rows"]] == ["D_s", "x_c", "D_t"]
+    methods = ["dds-paper", "dds-release", "dds-blend", "dds-refine", "paste"]
+    assert [(r["method"], r["reference"]) for r in res["rows"]] == [(m, ref) for m in methods
+                                                                   for ref in ("D_s", "x_c", "D_t")]
     for r in res["rows"]:
         assert r["fd"] >= 0 and -1 <= r["ssim"] <= 1 and 0 <= r["inside_source"] <= 1
+    paste = [r for r in res["rows"] if r["method"] == "paste"]
+    assert all(r["relative_inside"] == pytest.approx(1.0) for r in paste if r["inside_source"] > 0)
     exp = "caricature->natural/eyes_nose_mouth"
-    assert set(res["claims"][exp]) == {"fd", "kid", "ssim", "psnr", "all"}
+    assert set(res["claims"][f"{exp}/dds-blend"]) == {"fd", "kid", "ssim", "psnr", "all"}
+    assert isinstance(res["claims"]["closer_to_D_t_on_every_metric/dds-refine"], bool)
     saved = json.loads((ctx.out / "table1.json").read_text())
     assert saved["rows"] == res["rows"] and "not FID" in saved["distance_label"]
     imgs = torch.load(ctx.out / "table1.pt", weights_only=True)
     assert imgs[f"{exp}/dds"].shape == (2, 3, 64, 64) and imgs[f"{exp}/x_c"].abs().max() <= 1
-    assert len(list((ctx.out / "dds").glob("*.pt"))) == 1
+    assert set(imgs) >= {f"{exp}/{m}" for m in ("dds-release", "dds-blend", "dds-refine", "paste")}
+    assert len(list((ctx.out / "dds").glob("*.pt"))) == 4  # one cached run per mode
 
 
 def test_fig7_reuses_the_cached_run(ctx, monkeypatch):
@@ -107,12 +113,14 @@ def test_table1_in_the_papers_layout():
             for i, (p, m, ref) in enumerate((p, m, ref) for m in ("eyes_nose_mouth", "hair")
                                             for p in ("caricature->natural", "natural->caricature")
                                             for ref in ("D_s", "x_c", "D_t"))]
+    rows += [{**r, "method": "dds-blend", "fd": r["fd"] + 1} for r in rows]  # a second method's block
     text = experiments.format_table1({"name": "table1", "rows": rows, "distance_label": "Fréchet ... (not FID)"})
     lines = text.splitlines()
-    assert lines[0].startswith("| mask | reference | caricature→natural FD-VGG ↓ | caricature→natural SSIM ↑")
-    assert len(lines) == 2 + 6  # header, rule, (D_s, {x_c}, D_t) per mask
-    assert lines[3] == "| eyes_nose_mouth | {x_c} | 10.000 | 0.500 | 20.000 | 40.000 | 0.500 | 20.000 |"
-    assert lines[7].startswith("| hair | D_t | 80.000 |")
+    assert lines[0].startswith("| method | mask | reference | caricature→natural FD-VGG ↓ | caricature→natural SSIM ↑")
+    assert len(lines) == 2 + 12  # header, rule, (D_s, {x_c}, D_t) per mask and method
+    assert lines[3] == "| dds-paper | eyes_nose_mouth | {x_c} | 10.000 | 0.500 | 20.000 | 40.000 | 0.500 | 20.000 |"
+    assert lines[7].startswith("| dds-paper | hair | D_t | 80.000 |")
+    assert lines[9] == "| dds-blend | eyes_nose_mouth | {x_c} | 11.000 | 0.500 | 20.000 | 41.000 | 0.500 | 20.000 |"
 
 
 def test_dds_cache_key_follows_the_generator_weights(ctx, monkeypatch):
