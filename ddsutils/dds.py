@@ -44,6 +44,7 @@ from .stylegan2 import Generator
 
 __all__ = [
     "crossover",
+    "DDSInputs",
     "masked_feature_loss",
     "masked_pixel_loss",
     "crossover_loss",
@@ -346,17 +347,24 @@ RELEASE_TRUNCATION = (0.7, 1.0)
 
 
 @dataclasses.dataclass
-class _Inputs:
-    """Checked inputs of one :func:`optimise` call (all on the run's device)."""
+class DDSInputs:
+    """The inputs the losses compare with: images ``x_s``, ``x_t`` ``[N, 3, H, W]`` in [-1, 1], masks ``y_s``,
+    ``y_t`` ``[N, 1, H, W]`` in {0, 1} and the crossover ``x_c`` (Eq. 1); :func:`optimise` also keeps ``z_star``,
+    the per-sample seeds and the references' truncation."""
 
     x_s: torch.Tensor
     x_t: torch.Tensor
     y_s: torch.Tensor
     y_t: torch.Tensor
     x_c: torch.Tensor
-    z_star: torch.Tensor | None
-    seeds: list[int]
-    truncation: tuple[float, float]
+    z_star: torch.Tensor | None = None
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    truncation: tuple[float, float] = (1.0, 1.0)
+
+    @classmethod
+    def from_images(cls, x_s: torch.Tensor, x_t: torch.Tensor, y_s: torch.Tensor, y_t: torch.Tensor) -> DDSInputs:
+        """Inputs of paired images and masks, with ``x_c = crossover(x_s, y_s, x_t, y_t)`` (paper mode's)."""
+        return cls(x_s, x_t, y_s, y_t, crossover(x_s, y_s, x_t, y_t))
 
 
 def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, release_domain1: str) -> tuple[float, float]:
@@ -373,7 +381,7 @@ def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, rele
 
 
 def _prepare(G_s: Generator, G_t: Generator, *, mode: str, z_star, x_s, x_t, y_s, y_t, seed,
-             truncation: tuple[float, float], dev: torch.device) -> _Inputs:
+             truncation: tuple[float, float], dev: torch.device) -> DDSInputs:
     """Check the inputs, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``."""
     size = G_t.size
     if z_star is not None:
@@ -409,10 +417,10 @@ def _prepare(G_s: Generator, G_t: Generator, *, mode: str, z_star, x_s, x_t, y_s
     x_c = crossover(x_s, y_s, x_t, y_t)
     if mode == "release":  # the release clamps x_c in place while saving its PNG, before the loop
         x_c = x_c.clamp(-1, 1)
-    return _Inputs(x_s, x_t, y_s, y_t, x_c, z_star, _per_sample_seeds(seed, n), truncation)
+    return DDSInputs(x_s, x_t, y_s, y_t, x_c, z_star, _per_sample_seeds(seed, n), truncation)
 
 
-def paper_loss(img_s: torch.Tensor, img_t: torch.Tensor, f_s, f_t, ref_s, ref_t, inp: _Inputs, *, alpha: float,
+def paper_loss(img_s: torch.Tensor, img_t: torch.Tensor, f_s, f_t, ref_s, ref_t, inp: DDSInputs, *, alpha: float,
                beta: float, gamma: float, norm: str = "mse", mask_resize: str = "bilinear") -> dict[str, torch.Tensor]:
     """Eq. 2–6 per sample for ``G_s(ẑ)`` = ``img_s`` and ``G_t(ẑ)`` = ``img_t``.
 
@@ -434,7 +442,7 @@ def paper_loss(img_s: torch.Tensor, img_t: torch.Tensor, f_s, f_t, ref_s, ref_t,
     return {"total": alpha * L_s + beta * L_t + gamma * L_c, "L_s": L_s, "L_t": L_t, "L_c": L_c}  # Eq. 6
 
 
-def release_loss(img: torch.Tensor, f, ref_s, ref_t, inp: _Inputs, *, domain1: str = "target") -> dict[str, torch.Tensor]:
+def release_loss(img: torch.Tensor, f, ref_s, ref_t, inp: DDSInputs, *, domain1: str = "target") -> dict[str, torch.Tensor]:
     """The released ``DDS_main.py`` loss per sample, for the one generator's image ``img``.
 
     ``2·[P(img, x_t, 1 − y_t) + P(img, x_s, m)] + [pixel terms with the same masks] + 3·MSE(img, x_c)``, with
@@ -479,7 +487,7 @@ def refine_loss(img: torch.Tensor, f, ref, composite: torch.Tensor, weight: torc
     return {"total": lp + mse_weight * mse, "lpips": lp, "mse": mse}
 
 
-def _blend_image(G_s: Generator, G_t: Generator, inp: _Inputs, *, start: int, dilation: int, feather: float,
+def _blend_image(G_s: Generator, G_t: Generator, inp: DDSInputs, *, start: int, dilation: int, feather: float,
                  truncation: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend mode's image and ``G_t``'s w⁺ of ``z*`` (the layer blend of :mod:`ddsutils.layerblend`)."""
     from . import layerblend
@@ -761,7 +769,7 @@ def _dilated(mask: torch.Tensor, dilation: int) -> torch.Tensor:
     return prepare_mask(mask, dilation=dilation)
 
 
-def _result(inp: _Inputs, image: torch.Tensor, image_source: torch.Tensor | None, latent: torch.Tensor,
+def _result(inp: DDSInputs, image: torch.Tensor, image_source: torch.Tensor | None, latent: torch.Tensor,
             history: dict[str, torch.Tensor], snapshots: list, config: dict, elapsed: float, steps: int) -> DDSResult:
     n = inp.x_s.shape[0]
     timings = {"total_s": elapsed, "per_step_s": elapsed / steps, "per_image_s": elapsed / n,
