@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "oracle_pair", "score_cell", "render_composite_ceiling",
-           "evaluate", "format_table", "to_json"]
+           "evaluate", "format_scores", "format_table", "to_json"]
 
 #: Source → target pairs of the toy zoo scored by ``dds evaluate``.
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -92,8 +92,8 @@ def _oracle_masks(parser: Any, x_s: Tensor, x_t: Tensor, mask: str) -> tuple[Ten
     return y_s.reshape(len(x_s), 1, *x_s.shape[-2:]), y_t.reshape(len(x_t), 1, *x_t.shape[-2:])
 
 
-def render_composite_ceiling(source: str, target: str, mask: str, *, n: int, seed: int, domain: Any,
-                             size: int = 64) -> dict[str, float]:
+def render_composite_ceiling(source: str, target: str, mask: str, *, n: int = 64, seed: int = 0,
+                             domain: Any = None, size: int = 64) -> dict[str, float]:
     """The judge's score of true dual-domain renders (:func:`ddsutils.toyworld.composite`) of one cell.
 
     ``n`` identities are drawn in the source style inside the part and the target style elsewhere; the regions
@@ -104,6 +104,7 @@ def render_composite_ceiling(source: str, target: str, mask: str, *, n: int, see
     """
     from . import judges, toyworld
 
+    domain = domain if domain is not None else judges.load_judge("judge-domain-64")
     ids = toyworld.sample_identities(n, seed=seed)
     img, _, _ = toyworld.composite(ids, inside_style=source, outside_style=target, mask=mask, size=size)
     y_s = toyworld.part_mask(toyworld.render(ids, style=source, size=size)[1], mask).float()
@@ -311,6 +312,19 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
               "optimise_kwargs": {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
                                   for k, v in (optimise_kwargs or {}).items()}, "device": str(dev)}
     return {"config": config, "rows": rows, "images": images}
+
+
+def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:
+    """Markdown table of :func:`score_cell`'s ``{method: scores}`` (one line per method)."""
+    def f(x: Any, fmt: str) -> str:
+        return "–" if x is None or x != x else format(x, fmt)
+
+    lines = ["| method | in-mask source style | ÷ paste | outside target style | outside LPIPS to x_t |",
+             "|---|---:|---:|---:|---:|"]
+    for method, r in scores.items():
+        lines.append(f"| {method} | {f(r.get('inside_source'), '.3f')} | {f(r.get('relative_inside'), '.2f')} "
+                     f"| {f(r.get('outside_target'), '.3f')} | {f(r.get('outside_lpips'), '.3f')} |")
+    return "\n".join(lines)
 
 
 def format_table(result: Mapping[str, Any]) -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from .files import atomic_write_bytes
 
-__all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "atomic_write_bytes"]
+__all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "mode_strips", "atomic_write_bytes"]
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -94,3 +95,26 @@ def save_figure(fig, path: str | os.PathLike, *, dpi: int = 100) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return atomic_write_bytes(buf.getvalue(), path)
+
+
+def mode_strips(results: Mapping[str, Any], *, sample: int = 0) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Fig. 4 for several DDS modes: one row per mode for one sample, ``x_s, x_t, x_c``, the snapshots, ``x̂``.
+
+    Args:
+        results: ``{mode: DDSResult}`` of the same inputs (snapshots at the same steps; a mode with fewer
+            snapshots, e.g. blend with none, gets blank cells).
+        sample: which sample of the batch.
+
+    Returns:
+        ``(images [len(results) * K, 3, H, W], row_labels, col_labels)`` for :func:`labelled_grid`.
+    """
+    steps = sorted({int(s) for r in results.values() for s, _ in r.snapshots})
+    rows = []
+    for r in results.values():
+        snaps = {int(s): img[sample] for s, img in r.snapshots}
+        blank = torch.ones_like(r.image[sample])
+        rows += [r.x_s[sample], r.x_t[sample], r.x_c[sample].clamp(-1, 1),
+                 *[snaps.get(s, blank) for s in steps], r.image[sample]]
+    cols = ["x_s", "x_t", "x_c"] + [f"step {s}" for s in steps] + ["x̂"]
+    return torch.stack(rows), list(results), cols
+

@@ -148,3 +148,12 @@ def test_cli_set_parses_optimise_keywords():
 def test_to_json_replaces_nan():
     assert scoring.to_json({"a": float("nan"), "b": (1.0, 2)}) == {"a": None, "b": [1.0, 2]}
     assert toyworld.STYLES.index("caricature") == 2  # the style ids the scores refer to
+
+
+def test_format_scores_one_line_per_method():
+    text = scoring.format_scores({"paste": {"inside_source": 0.5, "relative_inside": 1.0, "outside_target": 0.9,
+                                            "outside_lpips": 0.01},
+                                  "render-composite": {"inside_source": 0.95, "outside_target": 0.99}})
+    lines = text.splitlines()
+    assert lines[2] == "| paste | 0.500 | 1.00 | 0.900 | 0.010 |"
+    assert lines[3] == "| render-composite | 0.950 | – | 0.990 | – |"

@@ -48,3 +48,19 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "30,034,338 parameters" in out
     assert (tmp_path / "generator_random_256.png").is_file()
+
+
+def test_mode_strips_rows_columns_and_blanks():
+    from ddsutils.dds import DDSResult
+
+    def result(value, steps):
+        img = torch.full((2, 3, 4, 4), value)
+        return DDSResult(image=img, image_source=None, latent=torch.zeros(2, 1), x_s=img - 0.1, x_t=img - 0.2,
+                         y_s=torch.zeros(2, 1, 4, 4), y_t=torch.zeros(2, 1, 4, 4), x_c=img * 3, history={},
+                         snapshots=[(s, img + s / 100) for s in steps], config={}, timings={})
+
+    img, rows, cols = viz.mode_strips({"paper": result(0.5, [0, 10, 20]), "blend": result(-0.5, [])}, sample=1)
+    assert rows == ["paper", "blend"] and cols == ["x_s", "x_t", "x_c", "step 0", "step 10", "step 20", "x̂"]
+    assert img.shape == (14, 3, 4, 4)
+    assert torch.allclose(img[4], torch.full((3, 4, 4), 0.6)) and img[2].max() == 1  # snapshot; x_c clamped
+    assert torch.equal(img[10], torch.ones(3, 4, 4)) and torch.equal(img[13], torch.full((3, 4, 4), -0.5))
