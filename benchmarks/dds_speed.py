@@ -1,10 +1,12 @@
-"""DDS speed and memory: seconds per image-iteration, per image for a full run, peak memory, vs batch size.
+"""DDS speed and memory per mode: seconds per image-iteration, per image for a full run, peak memory, vs batch.
 
 Generators: the toy 64 px shape (the committed zoo when present, else random weights of the same shape) and
 rosinality-shaped 256 px generators with random weights (speed does not depend on the weights). Backbone:
 VGG-16 with ImageNet weights when cached, else random weights of the same shape. Each row runs in its own
 subprocess (CPU peak = ru_maxrss of that process; CUDA peak = max_memory_allocated). ``--steps`` iterations
-are timed after one warm-up step; "s/image (full run)" extrapolates to ``--full-steps`` iterations.
+are timed after one warm-up step; "s/image (full run)" extrapolates to ``--full-steps`` iterations. Blend mode
+has no iterations: its row times one blended synthesis of the batch ("s/img full" is then seconds per image).
+Refine mode uses its default LPIPS-alex (AlexNet weights from the cache).
 
     python benchmarks/dds_speed.py [--device cpu|cuda|auto] [--json PATH] [--configs toy-64 rosinality-256]
 """
@@ -18,7 +20,7 @@ import sys
 import time
 
 CONFIGS = {
-    "toy-64": (dict(size=64, style_dim=128, n_mlp=4, channel_max=64), [1, 8]),
+    "toy-64": (dict(size=64, style_dim=128, n_mlp=4, channel_max=64), [8, 1]),
     "rosinality-256": (dict(size=256, style_dim=512, n_mlp=8, channel_multiplier=2), [1, 2]),
 }
 
@@ -70,12 +72,14 @@ def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_ste
         torch.cuda.synchronize()
     wall = time.perf_counter() - t
     per_iter = r.timings["per_image_iter_s"]
+    per_image = r.timings["per_image_s"] if mode == "blend" else per_iter * full_steps
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"config": name, "weights": kind, "backbone_weights": bw, "mode": mode, "batch": batch,
             "device": str(dev), "steps_timed": steps, "wall_s": round(wall, 2),
-            "s_per_image_iter": round(per_iter, 4), "s_per_image_full_run": round(per_iter * full_steps, 1),
-            "full_steps": full_steps, "peak_mib": round(peak, 1), "threads": torch.get_num_threads(),
+            "s_per_image_iter": None if mode == "blend" else round(per_iter, 4),
+            "s_per_image_full_run": round(per_image, 4 if mode == "blend" else 1),
+            "full_steps": 0 if mode == "blend" else full_steps, "peak_mib": round(peak, 1), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 
@@ -84,7 +88,7 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", default=None)
     p.add_argument("--configs", nargs="*", default=list(CONFIGS))
-    p.add_argument("--modes", nargs="*", default=["paper", "release"])
+    p.add_argument("--modes", nargs="*", default=["paper", "release", "blend", "refine"])
     p.add_argument("--steps", type=int, default=None, help="timed iterations (default 20 at 64 px, 2 at 256 px on CPU)")
     p.add_argument("--full-steps", type=int, default=None, help="iterations of a full run (default 200 / 1000)")
     p.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
@@ -114,7 +118,7 @@ def main() -> None:
                 rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 r = rows[-1]
                 print(f"{r['config']:<15}{r['weights']:>8}{r['mode']:>9}{r['batch']:>6}{r['device']:>7}"
-                      f"{r['s_per_image_iter']:>14}{r['s_per_image_full_run']:>12} ({r['full_steps']} it)"
+                      f"{str(r['s_per_image_iter'] or '-'):>14}{r['s_per_image_full_run']:>12} ({r['full_steps']} it)"
                       f"{r['peak_mib']:>11}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
