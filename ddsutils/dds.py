@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cli
+from .cli import UserError
 from .stylegan2 import Generator
 
 __all__ = [
@@ -243,38 +245,70 @@ class DDSResult:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Input checks
+# Input checks: every argument of optimise is checked before any work (UserError naming the keyword)
 
 
-def _check_mask(name: str, m: torch.Tensor, n: int, size: int) -> torch.Tensor:
-    if not isinstance(m, torch.Tensor):
-        raise TypeError(f"{name} must be a tensor [N, 1, H, W] in {{0, 1}}, got {type(m).__name__}")
+#: Perceptual backbones :func:`optimise` takes by name (any ``nn.Module`` returning features is accepted too).
+BACKBONE_NAMES = ("vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex", "lpips-vgg", "generator")
+_LATENT_SPACES = ("z", "w", "w+")
+_INITS = ("random", "z_star", "mean")
+_NORMALIZES = ("imagenet", "none", "lpips")
+#: optimise's data arguments (checked by _prepare); every other keyword is a setting (checked by _check_settings).
+_DATA_ARGS = ("G_s", "G_t", "z_star", "x_s", "x_t", "y_s", "y_t")
+
+
+def _as_tensor(name: str, x: Any, what: str) -> torch.Tensor:
+    """``x`` as a tensor (a numpy array is converted); a :class:`UserError` naming ``name`` for anything else.
+
+    ``what`` describes the expected tensor in the message (e.g. ``"[N, 1, H, W] in {0, 1}"``).
+    """
+    if type(x).__module__ == "numpy" and hasattr(x, "__array__"):
+        x = torch.as_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        raise UserError(f"must be a tensor {what}, got {type(x).__name__}", argument=name)
+    if x.device.type == "meta":
+        raise UserError(f"is a tensor on the meta device (it holds no values); give a tensor {what}", argument=name)
+    if x.dtype == torch.bool:
+        x = x.float()
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise UserError(f"must be a real-valued tensor {what}, got dtype {x.dtype}", argument=name)
+    return x
+
+
+def _check_mask(name: str, m: Any, n: int, size: int) -> torch.Tensor:
+    """A part mask as float ``[n, 1, size, size]`` in {0, 1} (``[n, size, size]`` and numpy arrays accepted)."""
+    m = _as_tensor(name, m, "[N, 1, H, W] in {0, 1}")
     if m.ndim == 3:
         m = m[:, None]
     if m.ndim != 4 or m.shape[1] != 1:
-        raise ValueError(f"{name} must be [N, 1, H, W], got {list(m.shape)}")
+        raise UserError(f"must be [N, 1, H, W] (or [N, H, W]), got shape {list(m.shape)}", argument=name)
     if tuple(m.shape[-2:]) != (size, size):
-        raise ValueError(f"{name} is {m.shape[-2]}×{m.shape[-1]} but the generators make {size}×{size} images; "
-                         f"resize it with F.interpolate(mask, size={size}, mode='nearest')")
+        raise UserError(f"is {m.shape[-2]}×{m.shape[-1]} but the generators make {size}×{size} images; resize it "
+                        f"with F.interpolate(mask, size={size}, mode='nearest')", argument=name)
     if m.shape[0] != n:
-        raise ValueError(f"{name} has batch {m.shape[0]}, expected {n}")
+        raise UserError(f"has batch {m.shape[0]}, expected {n} (one mask per image)", argument=name)
     m = m.float()
     if not torch.isfinite(m).all() or not ((m == 0) | (m == 1)).all():
-        raise ValueError(f"{name} must be binary {{0, 1}}; threshold it first, e.g. (mask > 0.5).float()")
+        raise UserError("must be binary {0, 1}; threshold it first, e.g. (mask > 0.5).float()", argument=name)
     return m
 
 
-def _check_image(name: str, x: torch.Tensor, n: int | None, size: int) -> torch.Tensor:
+def _check_image(name: str, x: Any, n: int | None, size: int) -> torch.Tensor:
+    """An image batch as float ``[n, 3, size, size]`` in [-1, 1] (numpy arrays accepted)."""
+    x = _as_tensor(name, x, f"[N, 3, {size}, {size}] in [-1, 1]")
     if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[-2:]) != (size, size):
-        raise ValueError(f"{name} must be [N, 3, {size}, {size}], got {list(x.shape)}")
+        raise UserError(f"must be [N, 3, {size}, {size}], got shape {list(x.shape)}", argument=name)
+    if x.shape[0] == 0:
+        raise UserError("is empty (N = 0); give at least one image", argument=name)
     if n is not None and x.shape[0] != n:
-        raise ValueError(f"{name} has batch {x.shape[0]}, expected {n}")
+        raise UserError(f"has batch {x.shape[0]}, expected {n}", argument=name)
+    x = x.float()
     if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise UserError("contains NaN or inf", argument=name)
     if x.min() < -1 - 1e-4 or x.max() > 1 + 1e-4:
-        raise ValueError(f"{name} has values in [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; images must be "
-                         "scaled to [-1, 1] (e.g. img / 127.5 - 1, or G(z).clamp(-1, 1))")
-    return x.float()
+        raise UserError(f"has values in [{x.min():.3f}, {x.max():.3f}], outside [-1, 1]; images must be scaled to "
+                        "[-1, 1] (e.g. img / 127.5 - 1, or G(z).clamp(-1, 1))", argument=name)
+    return x
 
 
 def _warn_degenerate_masks(y_s: torch.Tensor, y_t: torch.Tensor) -> None:
@@ -288,19 +322,136 @@ def _warn_degenerate_masks(y_s: torch.Tensor, y_t: torch.Tensor) -> None:
                       "reproduces the source part there (defined behaviour)", stacklevel=3)
 
 
-def _device(device: str | torch.device) -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+def _seed_items(seed: Any) -> list[Any] | None:
+    """The items of a per-sample seed sequence (list, tuple, 1-d array or tensor); ``None`` for one seed."""
+    if isinstance(seed, (str, bytes)):
+        return None
+    if isinstance(seed, Sequence) or (hasattr(seed, "ndim") and getattr(seed, "ndim", 0) >= 1):
+        return list(seed)
+    return None
 
 
 def _per_sample_seeds(seed: int | Sequence[int], n: int) -> list[int]:
-    if isinstance(seed, int):
-        return [seed + i for i in range(n)]
-    seeds = [int(s) for s in seed]
+    """Sample i's seed: ``seed + i`` for one int, else the i-th of ``n`` given seeds (UserError naming ``seed``)."""
+    items = _seed_items(seed)
+    if items is None:
+        first = cli.int_arg(seed, "seed")
+        return [first + i for i in range(n)]
+    seeds = [cli.int_arg(s, "seed") for s in items]
     if len(seeds) != n:
-        raise ValueError(f"got {len(seeds)} seeds for {n} samples")
+        raise UserError(f"has {len(seeds)} seeds for {n} samples; give one seed per sample, or one int (sample i "
+                        "then uses seed + i)", argument="seed", value=seeds)
     return seeds
+
+
+def _non_negative(value: Any, name: str, *, whole: bool) -> int | float:
+    """A whole number (``whole``) or a finite number >= 0 for ``dilation`` / ``feather``."""
+    out = cli.int_arg(value, name) if whole else cli.float_arg(value, name)
+    if out < 0:
+        raise UserError("dilation and feather must be >= 0 (0 leaves the mask as it is)", argument=name, value=value)
+    return out
+
+
+def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check :func:`optimise`'s settings before any work: everything but the data (``z_star``, images, masks).
+
+    Args:
+        G_s, G_t: the generators (must be :class:`Generator` s of one resolution and, where the latent is shared,
+            one latent width).
+        settings: keywords of :func:`optimise`; missing ones take its defaults.
+
+    Returns:
+        Every setting, with the whole numbers (``num_steps``, ``snapshot_every``, ``blend_start``, ``dilation``,
+        ``n_mean_latent``, ``resize``) as ``int``, ``device`` as a ``torch.device`` and ``ref_truncation`` as the
+        pair ``(ψ_s, ψ_t)``; other values as given.
+
+    Raises:
+        UserError: naming the keyword and the bad value (e.g. ``num_steps: -1: must be >= 0``).
+    """
+    s = {**_OPTIMISE_DEFAULTS, **settings}
+    for name, G in (("G_s", G_s), ("G_t", G_t)):
+        if not isinstance(G, Generator):
+            given = f" {G!r}" if isinstance(G, (str, Path)) else ""
+            raise UserError(f"must be a ddsutils Generator, got a {type(G).__name__}{given}; load one with "
+                            "ddsutils.stylegan2.load_generator(name_or_path)", argument=name)
+    mode = cli.choice(s["mode"], "mode", MODES, what="mode")
+    if G_s.size != G_t.size:
+        raise UserError(f"the generators make different resolutions (source {G_s.size} px, target {G_t.size} px); "
+                        "DDS needs two generators of the same resolution", argument="G_t")
+    for key, options in (("latent_space", _LATENT_SPACES), ("init", _INITS), ("normalize", _NORMALIZES)):
+        if s[key] is not None:
+            cli.choice(s[key], key, options)
+    if G_s.style_dim != G_t.style_dim and (mode == "paper" or s["latent_space"] != "z"):
+        raise UserError(f"the generators have different latent widths (source {G_s.style_dim}, target "
+                        f"{G_t.style_dim}); DDS feeds one latent to both", argument="G_t")
+    cli.choice(s["release_domain1"], "release_domain1", ("target", "source"))
+    cli.choice(s["composite"], "composite", ("blend", "paste"))
+    cli.choice(s["norm"], "norm", _NORMS)
+    cli.choice(s["mask_resize"], "mask_resize", _MASK_RESIZES)
+    backbone = s["backbone"]
+    if backbone is not None and not isinstance(backbone, nn.Module):
+        cli.choice(backbone, "backbone", BACKBONE_NAMES, what="backbone")
+        if backbone == "generator" and mode != "paper":
+            raise UserError(f"works in the paper mode only (its reference features come from G(z*)), not in the "
+                            f"{mode} mode; choose another backbone or the paper mode", argument="backbone",
+                            value=backbone)
+    named = backbone if isinstance(backbone, str) else (None if backbone is not None else
+                                                         ("lpips-alex" if mode == "refine" else "vgg16"))
+    if named in ("vgg16", "alexnet", "squeezenet1_1", "resnet18") and s["backbone_weights"] not in ("imagenet",
+                                                                                                     "random"):
+        cli.existing_file(s["backbone_weights"], "backbone_weights", what="state-dict file")
+    if s["resize"] is not None:
+        s["resize"] = cli.positive_int(s["resize"], "resize")
+    for key in ("alpha", "beta", "gamma", "inside_weight", "mse_weight"):
+        cli.float_arg(s[key], key, min=0)
+    if s["lr"] is not None:
+        cli.float_arg(s["lr"], "lr", min=0, min_open=True)
+    s["num_steps"] = cli.non_negative_int(s["num_steps"], "num_steps")
+    if s["snapshot_every"] is not None:
+        s["snapshot_every"] = cli.positive_int(s["snapshot_every"], "snapshot_every")
+    s["n_mean_latent"] = cli.positive_int(s["n_mean_latent"], "n_mean_latent")
+    if s["blend_start"] is not None:
+        last = G_t.num_layers
+        start = cli.int_arg(s["blend_start"], "blend_start")
+        if not 0 <= start <= last:
+            raise UserError(f"start must be a StyledConv index in 0..{last} ({last}: the paste; default "
+                            f"{default_blend_start(G_t)}, the first layer at full resolution)",
+                            argument="blend_start", value=s["blend_start"])
+        s["blend_start"] = start
+    s["dilation"] = _non_negative(s["dilation"], "dilation", whole=True)
+    _non_negative(s["feather"], "feather", whole=False)
+    for x in _seed_items(s["seed"]) or [s["seed"]]:
+        cli.int_arg(x, "seed")
+    if s["callback"] is not None and not callable(s["callback"]):
+        raise UserError(f"must be a function callback(step, losses, images) or None, got a "
+                        f"{type(s['callback']).__name__}",
+                        argument="callback")
+    try:
+        s["ref_truncation"] = _truncations(mode, s["ref_truncation"], s["release_domain1"])
+    except (TypeError, ValueError):
+        raise UserError("must be a truncation ψ in [0, 1] or a pair (ψ_s, ψ_t) (1: none)", argument="ref_truncation",
+                        value=s["ref_truncation"]) from None
+    s["device"] = cli.device(s["device"], "device")
+    return s
+
+
+def _backbone_weight_files(backbone: Any, weights: Any = "imagenet") -> list[Path]:
+    """Resolve (and download, unless offline) the weight files a backbone will load; ``[]`` when it needs none.
+
+    Used before any work, so that a missing file stops a run before segmenter training or optimisation.
+    Raises :class:`ddsutils.weights.WeightsUnavailableError` (a UserError) when a file is missing.
+    """
+    from . import perceptual
+    from . import weights as W
+
+    if not isinstance(backbone, str) or backbone == "generator":
+        return []
+    if backbone.startswith("lpips-"):
+        net = backbone.split("-", 1)[1]
+        return [W.resolve(perceptual.BACKBONES[perceptual._LPIPS_TRUNK[net]]), W.resolve(f"lpips-{net}-v0.1")]
+    if weights == "imagenet":
+        return [W.resolve(perceptual.BACKBONES[backbone])]
+    return []
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -382,36 +533,41 @@ def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, rele
 
 def _prepare(G_s: Generator, G_t: Generator, *, mode: str, z_star, x_s, x_t, y_s, y_t, seed,
              truncation: tuple[float, float], dev: torch.device) -> DDSInputs:
-    """Check the inputs, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``."""
+    """Check the inputs, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``.
+
+    Numpy arrays are accepted for ``z_star``, images and masks; every problem is a :class:`UserError` naming
+    the argument, raised before the references are made where the shapes alone tell.
+    """
     size = G_t.size
     if z_star is not None:
-        if not isinstance(z_star, torch.Tensor) or z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
-            raise ValueError(f"z_star must be a tensor [N, {G_s.style_dim}], got "
-                             f"{list(z_star.shape) if isinstance(z_star, torch.Tensor) else type(z_star).__name__}")
+        z_star = _as_tensor("z_star", z_star, f"[N, {G_s.style_dim}]")
+        if z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
+            raise UserError(f"must be a tensor [N, {G_s.style_dim}], got shape {list(z_star.shape)}", argument="z_star")
         if z_star.shape[0] == 0:
-            raise ValueError("z_star is empty (N = 0); give at least one latent")
+            raise UserError("is empty (N = 0); give at least one latent", argument="z_star")
         if not torch.isfinite(z_star).all():
-            raise ValueError("z_star contains NaN or inf")
+            raise UserError("contains NaN or inf", argument="z_star")
         z_star = z_star.to(dev).float()
+        _per_sample_seeds(seed, z_star.shape[0])
     if mode == "blend" and z_star is None:
-        raise ValueError("mode='blend' runs the latent through both generators: give z_star")
+        raise UserError("mode='blend' runs the latent through both generators: give z_star", argument="z_star")
     if x_s is None or x_t is None:
         if z_star is None:
-            raise ValueError("give either z_star (paired images are generated) or both images x_s and x_t")
+            raise UserError("give either z_star (paired images are generated) or both images x_s and x_t",
+                            argument="z_star")
+    for name, y in (("y_s", y_s), ("y_t", y_t)):
+        if y is None:
+            raise UserError("is missing: masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
+                            "use torch.ones/zeros for a deliberate full/empty mask", argument=name)
+    if x_s is None or x_t is None:
         with torch.no_grad():
             x_s = _reference(G_s.to(dev), z_star, truncation[0]) if x_s is None else x_s
             x_t = _reference(G_t.to(dev), z_star, truncation[1]) if x_t is None else x_t
-    for name, x in (("x_s", x_s), ("x_t", x_t)):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{name} must be a tensor [N, 3, H, W] in [-1, 1], got {type(x).__name__}")
+    x_s = _check_image("x_s", x_s, None, size).to(dev)
     n = x_s.shape[0]
-    x_s = _check_image("x_s", x_s.to(dev), None, size)
-    x_t = _check_image("x_t", x_t.to(dev), n, size)
+    x_t = _check_image("x_t", x_t, n, size).to(dev)
     if z_star is not None and z_star.shape[0] != n:
-        raise ValueError(f"z_star has {z_star.shape[0]} latents but the images have batch {n}")
-    if y_s is None or y_t is None:
-        raise ValueError("masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
-                         "use torch.ones/zeros for a deliberate full/empty mask")
+        raise UserError(f"has {z_star.shape[0]} latents but the images have batch {n}", argument="z_star")
     y_s, y_t = _check_mask("y_s", y_s, n, size).to(dev), _check_mask("y_t", y_t, n, size).to(dev)
     _warn_degenerate_masks(y_s, y_t)
     x_c = crossover(x_s, y_s, x_t, y_t)
@@ -587,8 +743,8 @@ def optimise(
         backbone_weights: ``"imagenet"`` or ``"random"`` (tests only).
         resize: resize images to this size before the backbone (e.g. 224 for AlexNet's Table 5 shapes).
         lr: Adam learning rate (constant); default 0.01 (paper, release), 0.05 (refine).
-        num_steps: Adam steps (paper: 1000); ignored by blend mode.
-        snapshot_every: keep ``x̂`` every this many steps (``None``: only the final image).
+        num_steps: Adam steps (paper: 1000), >= 0 (0: the image of the initial latent); ignored by blend mode.
+        snapshot_every: keep ``x̂`` every this many steps, >= 1 (``None``: only the final image).
         ref_truncation: truncation ψ of the references made from ``z_star`` (toward each generator's mean
             latent), one ψ or ``(ψ_s, ψ_t)``; default 1 (none), and in release mode ψ = 0.7 for the domain-1
             image and 1 for the other (:data:`RELEASE_TRUNCATION`). Masks must match the references: a
@@ -612,23 +768,21 @@ def optimise(
         :class:`DDSResult`.
 
     Raises:
-        ValueError: mismatched generators, missing or malformed inputs (non-binary or wrongly sized masks,
-            NaN/inf latents, images outside [-1, 1]), bad settings.
+        ddsutils.cli.UserError (a ``ValueError``), before any work and naming the argument: a bad setting
+            (``num_steps`` negative or not whole, ``lr`` not a finite number > 0, a weight NaN / inf / negative,
+            an unknown ``backbone``, ``blend_start`` out of range, ``snapshot_every`` < 1, a wrong number of
+            seeds...), mismatched generators, missing or malformed inputs (N = 0, non-binary or wrongly sized
+            masks, NaN/inf latents, images outside [-1, 1]).
     """
+    # every setting is checked before any work (UserError naming the keyword); the data in _prepare
+    s = _check_settings(G_s, G_t, {k: v for k, v in locals().items() if k not in _DATA_ARGS})
+    num_steps, snapshot_every, n_mean_latent = s["num_steps"], s["snapshot_every"], s["n_mean_latent"]
+    resize = s["resize"]
+    blend_start, dilation, dev, truncation = s["blend_start"], s["dilation"], s["device"], s["ref_truncation"]
     from tqdm.auto import tqdm
 
     # -- settings ---------------------------------------------------------------------------------
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     release, refine = mode == "release", mode == "refine"
-    if G_s.size != G_t.size:
-        raise ValueError(f"the generators make different resolutions: G_s {G_s.size} px, G_t {G_t.size} px")
-    if G_s.style_dim != G_t.style_dim and (mode == "paper" or latent_space != "z"):
-        raise ValueError(f"the generators have different latent widths: {G_s.style_dim} vs {G_t.style_dim}")
-    if release_domain1 not in ("target", "source"):
-        raise ValueError(f"release_domain1 must be 'target' or 'source', got {release_domain1!r}")
-    if composite not in ("blend", "paste"):
-        raise ValueError(f"composite must be 'blend' or 'paste', got {composite!r}")
     latent_space = latent_space or ("w+" if release or refine else "z")
     init = init or {"release": "mean", "refine": "z_star"}.get(mode, "random")
     layers = layers if layers is not None else ("release" if release else "paper")
@@ -637,15 +791,15 @@ def optimise(
     lr = lr if lr is not None else (0.05 if refine else 0.01)
     if release:
         norm, mask_resize = "mse", "chain"
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-    if mask_resize not in _MASK_RESIZES:
-        raise ValueError(f"mask_resize must be one of {_MASK_RESIZES}, got {mask_resize!r}")
     start = default_blend_start(G_t) if blend_start is None else blend_start
-    dev = _device(device)
-    truncation = _truncations(mode, ref_truncation, release_domain1)
     inp = _prepare(G_s, G_t, mode=mode, z_star=z_star, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, seed=seed,
                    truncation=truncation, dev=dev)
+    if backbone == "generator" and inp.z_star is None:
+        raise UserError("backbone='generator' works in paper mode with z_star (its reference features come from "
+                        "G(z*)); give z_star or choose another backbone", argument="backbone", value=backbone)
+    if refine and composite == "blend" and inp.z_star is None:
+        raise UserError("refine with composite='blend' needs z_star; pass composite='paste' for images",
+                        argument="composite", value=composite)
     n, seeds = inp.x_s.shape[0], inp.seeds
     G_s, G_t = G_s.to(dev).eval().requires_grad_(False), G_t.to(dev).eval().requires_grad_(False)
     config = {
@@ -763,6 +917,17 @@ def optimise(
                    max(num_steps, 1))
 
 
+def _optimise_defaults() -> dict[str, Any]:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(optimise).parameters.items()
+            if p.default is not inspect.Parameter.empty and k not in _DATA_ARGS}
+
+
+#: :func:`optimise`'s settings and their defaults (what :func:`_check_settings` fills in).
+_OPTIMISE_DEFAULTS = _optimise_defaults()
+
+
 def _dilated(mask: torch.Tensor, dilation: int) -> torch.Tensor:
     from .layerblend import prepare_mask
 
@@ -797,32 +962,53 @@ def iteration_strip(result: DDSResult) -> torch.Tensor:
     return torch.stack(cols, dim=1).flatten(0, 1)
 
 
-def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, segmenter_path: str | None,
-               segmenter_on: str, seed: int, device: torch.device, label_truncation: float = 0.0,
-               truncation: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """``y_s``, ``y_t`` from a saved segmenter, or from one trained on one toy-world oracle label (drawn on
-    ``G_seg(z, truncation=label_truncation)``; 0: the mean face, as in ``python -m ddsutils.segmenter evaluate``)."""
+def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, segmenter_path: str | None = None,
+               segmenter_on: str = "source", seed: int = 0, device: torch.device, label_truncation: float = 0.0,
+               truncation: tuple[float, float] = (1.0, 1.0), segmenter: Any = None, parser: Any = None,
+               progress: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Part masks ``y_s``, ``y_t`` ``[N, 1, S, S]`` of ``G_s(z)`` and ``G_t(z)`` from a one-shot segmenter.
+
+    The segmenter is ``segmenter`` (already loaded), the file ``segmenter_path``, or, when neither is given, one
+    trained on one toy-world oracle label of ``mask`` (the judge ``parser``, default ``judge-parser-64``) drawn on
+    ``G_seg(z, truncation=label_truncation)`` (0: the mean face, as in ``python -m ddsutils.segmenter evaluate``),
+    ``G_seg`` being ``G_s`` or ``G_t`` (``segmenter_on``). The masks are drawn on ``G_s`` / ``G_t`` images at
+    truncation ``truncation[0]`` / ``truncation[1]``; ``progress`` shows the segmenter training's tqdm bar.
+
+    Returns:
+        ``(y_s, y_t, info)`` with ``info`` saying where the segmenter came from (and how it was trained).
+
+    Raises:
+        UserError: ``segmenter_on``, ``label_truncation`` or ``mask`` is bad (checked before loading or
+            training), the file is not a segmenter for ``G_seg``, or the parser reads another resolution.
+    """
     from . import segmenter as seglib
 
+    cli.choice(segmenter_on, "segmenter_on", ("source", "target"))
     G_seg = G_s if segmenter_on == "source" else G_t
-    if segmenter_path:
-        seg = seglib.load_segmenter(segmenter_path, G=G_seg)
-        info: dict[str, Any] = {"segmenter": str(segmenter_path)}
+    if segmenter is not None or segmenter_path:
+        seg = segmenter if segmenter is not None else cli.load(
+            "segmenter_path", segmenter_path, lambda p: seglib.load_segmenter(p, G=G_seg))
+        info: dict[str, Any] = {"segmenter": str(segmenter_path) if segmenter_path else "given"}
     else:
         from . import judges
+        from .toyworld import MASKS
 
-        parser = judges.load_judge("judge-parser-64")
-        if not 0 <= label_truncation <= 1:  # also refuses NaN
-            raise ValueError(f"label_truncation must be in [0, 1] (0: the mean face, 1: untruncated), "
-                             f"got {label_truncation}")
+        label_truncation = cli.float_arg(label_truncation, "label_truncation", min=0, max=1)
+        cli.choice(mask, "mask", MASKS, what="toy-world mask")
+        parser = parser if parser is not None else judges.load_judge("judge-parser-64")
+        if getattr(parser, "size", G_seg.size) != G_seg.size:
+            raise UserError(f"the toy-world judge parser reads {parser.size} px images but the {segmenter_on} "
+                            f"generator makes {G_seg.size} px; give a segmenter trained on this generator "
+                            "(segmenter_path)", argument="segmenter_on", value=segmenter_on)
         cand_z = torch.randn(64, G_seg.style_dim, generator=torch.Generator().manual_seed(seed + 10_000))
         trunc = {"truncation": label_truncation,
                  "truncation_latent": G_seg.truncation_centre() if label_truncation != 1 else None}
         with torch.no_grad():
             cand_parts = judges.predict_parts(parser, G_seg(cand_z.to(device), **trunc).clamp(-1, 1))
         seg, info = seglib.train_from_oracle(G_seg, mask, cand_z=cand_z, cand_parts=cand_parts, seed=seed,
-                                             device=device, progress=False, **trunc)
+                                             device=device, progress=progress, **trunc)
         info = {"segmenter": f"trained on {segmenter_on} from one judge-parser label", **info}
+
     def masks(G: Generator, psi: float) -> torch.Tensor:
         centre = G.truncation_centre() if psi != 1.0 else None
         return seglib.predict_masks(seg, G, z.to(device), truncation=psi, truncation_latent=centre)
@@ -831,42 +1017,123 @@ def _masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, se
     return y_s.float(), y_t.float(), info
 
 
-def _run_cli(a) -> int:
-    from . import viz
-    from .stylegan2 import load_generator
+#: ``dds run``'s arguments for optimise's keywords: errors found after parsing name the argument as typed.
+_RUN_FLAGS = {"G_s": ("--source", "source"), "G_t": ("--target", "target"), "mode": ("--mode", "mode"),
+              "latent_space": ("--latent-space", "latent_space"), "init": ("--init", "init"),
+              "backbone": ("--backbone", "backbone"), "alpha": ("--alpha", "alpha"), "beta": ("--beta", "beta"),
+              "gamma": ("--gamma", "gamma"), "lr": ("--lr", "lr"), "num_steps": ("--steps", "steps"),
+              "snapshot_every": ("--snapshot-every", "snapshot_every"), "seed": ("--seed", "seed"),
+              "blend_start": ("--blend-start", "blend_start"), "dilation": ("--dilation", "dilation"),
+              "feather": ("--feather", "feather"), "composite": ("--composite", "composite"),
+              "device": ("--device", "device")}
 
-    dev = _device(a.device)
-    out = Path(a.out)
-    G_s, G_t = load_generator(a.source, device=dev), load_generator(a.target, device=dev)
-    z = torch.randn(a.n, G_s.style_dim, generator=torch.Generator().manual_seed(a.seed))
+
+def _cli_names(exc: UserError, flags: Mapping[str, tuple[str, Any]]) -> UserError:
+    """Name the command-line argument (and its value as typed) instead of the API keyword; ``exc`` itself."""
+    if exc.argument in flags:
+        exc.argument, value = flags[exc.argument]
+        if value is not None:  # None: keep the value the error names (e.g. one mode of --modes)
+            exc.value = value
+    return exc
+
+
+def _run_cli(a: Any) -> int:
+    """``dds run``: check every argument and load generators, segmenter, judge and feature weights; then, inside a
+    run folder (renamed to ``--out`` only when complete), train the segmenter if needed, run DDS and write the files."""
+    from . import judges, viz
+    from .files import atomic_write_bytes, run_folder
+    from .stylegan2 import load_generator
+    from .toyworld import MASKS
+
+    prog = "ddsutils.dds run"
+    out = cli.output_folder(a.out, "--out", overwrite=a.overwrite)
+    dev = cli.device(a.device, "--device")
+    if a.segmenter is not None:
+        cli.existing_file(a.segmenter, "--segmenter", what="segmenter file")
+    elif a.mask is not None:
+        cli.choice(a.mask, "--mask", MASKS, what="toy-world mask")
     truncation = _truncations(a.mode, None, "target")  # the masks are drawn on the references themselves
-    y_s, y_t, seg_info = _masks_for(G_s, G_t, z, mask=a.mask, segmenter_path=a.segmenter,
-                                    segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
-                                    label_truncation=a.label_truncation, truncation=truncation)
-    r = optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, mode=a.mode, latent_space=a.latent_space, init=a.init,
-                 alpha=a.alpha, beta=a.beta, gamma=a.gamma, backbone=a.backbone, lr=a.lr, num_steps=a.steps,
-                 snapshot_every=a.snapshot_every, seed=a.seed, blend_start=a.blend_start, dilation=a.dilation,
-                 feather=a.feather, composite=a.composite, ref_truncation=truncation, device=dev,
-                 progress=not a.quiet)
-    files = {"source.png": r.x_s, "target.png": r.x_t, "mask_source.png": r.y_s * 2 - 1,
-             "mask_target.png": r.y_t * 2 - 1, "crossover.png": r.x_c, "dds.png": r.image}
-    if r.image_source is not None:
-        files["dds_source_domain.png"] = r.image_source
-    for name, img in files.items():
-        viz.save_png(img, out / name, nrow=min(a.n, 8))
-    viz.save_png(iteration_strip(r), out / "iterations.png", nrow=len(r.snapshots) + 4)
-    blob = io.BytesIO()
-    torch.save({**r.to_dict(), "z_star": z}, blob)
-    viz.atomic_write_bytes(blob.getvalue(), out / "result.pt")
-    record = {"args": {k: v for k, v in vars(a).items() if k != "func"}, "config": r.config, "timings": r.timings,
-              "segmenter": seg_info,
-              "final_losses": {k: v[-1].tolist() for k, v in r.history.items() if len(v)},
-              "files": sorted([*files, "iterations.png", "result.pt"])}
-    viz.atomic_write_bytes(json.dumps(record, indent=1, default=str).encode(), out / "record.json")
-    print(f"DDS {a.mode}: {a.source} -> {a.target}, mask {a.mask}, n={a.n}, {a.steps} steps in "
-          f"{r.timings['total_s']:.1f} s ({r.timings['per_image_iter_s']:.4f} s per image-iteration)\n"
+    settings = dict(mode=a.mode, latent_space=a.latent_space, init=a.init, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
+                    backbone=a.backbone, lr=a.lr, num_steps=a.steps, snapshot_every=a.snapshot_every, seed=a.seed,
+                    blend_start=a.blend_start, dilation=a.dilation, feather=a.feather, composite=a.composite,
+                    ref_truncation=truncation, device=dev)
+    flags = {k: (flag, getattr(a, attr)) for k, (flag, attr) in _RUN_FLAGS.items()}
+    backbone = a.backbone or ("lpips-alex" if a.mode == "refine" else "vgg16")
+    needs_weights = a.mode != "blend" and backbone != "generator"
+    cli.say(f"loading the generators {a.source} and {a.target}" + (f" and the {backbone} weights" if needs_weights
+                                                                     else ""), prog=prog)
+    G_s = cli.load("--source", a.source, lambda v: load_generator(v, device=dev))
+    G_t = cli.load("--target", a.target, lambda v: load_generator(v, device=dev))
+    try:
+        _check_settings(G_s, G_t, settings)
+    except UserError as exc:
+        raise _cli_names(exc, flags)
+    if needs_weights:
+        cli.load("--backbone", backbone, _backbone_weight_files)
+    G_seg, seg_flag = (G_s, "--source") if a.segmenter_on == "source" else (G_t, "--target")
+    seg = parser = None
+    if a.segmenter is not None:
+        seg = cli.load("--segmenter", a.segmenter, lambda p: _load_segmenter(p, G_seg))
+        if a.mask is not None and a.mask != seg.part:
+            raise UserError(f"the segmenter {a.segmenter} shows the part {seg.part!r}; leave --mask out (the segmenter "
+                            f"decides the part) or give a segmenter for {a.mask!r}", argument="--mask", value=a.mask)
+        mask = seg.part
+    else:
+        mask = a.mask or "eyes_nose_mouth"
+        parser = cli.load(None, "judge-parser-64", judges.load_judge)
+        if parser.size != G_seg.size:
+            raise UserError(f"makes {G_seg.size} px images, but without --segmenter the part masks come from a "
+                            f"segmenter trained on one label of the toy-world judge parser, which reads "
+                            f"{parser.size} px images; pass --segmenter FILE (a segmenter saved for this generator)",
+                            argument=seg_flag, value=flags["G_s" if seg_flag == "--source" else "G_t"][1])
+    a.mask = mask
+    z = torch.randn(a.n, G_s.style_dim, generator=torch.Generator().manual_seed(a.seed))
+    with run_folder(out, overwrite=a.overwrite) as tmp:
+        if seg is None:
+            cli.say(f"training a one-shot segmenter for {mask!r} on the {a.segmenter_on} generator from one "
+                    "judge-parser label", prog=prog)
+        y_s, y_t, seg_info = _masks_for(G_s, G_t, z, mask=mask, segmenter_path=a.segmenter, segmenter=seg,
+                                        parser=parser, segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
+                                        label_truncation=a.label_truncation, truncation=truncation,
+                                        progress=not a.quiet)
+        what = "one layer-blend pass, no optimisation" if a.mode == "blend" else f"{a.steps} Adam steps"
+        cli.say(f"DDS {a.mode} on {a.n} pair(s): {what}, on {dev}", prog=prog)
+        r = optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, progress=not a.quiet, **settings)
+        cli.say(f"writing {out}", prog=prog)
+        images = {"source.png": r.x_s, "target.png": r.x_t, "mask_source.png": r.y_s * 2 - 1,
+                  "mask_target.png": r.y_t * 2 - 1, "crossover.png": r.x_c, "dds.png": r.image}
+        if r.image_source is not None:
+            images["dds_source_domain.png"] = r.image_source
+        for name, img in images.items():
+            viz.save_png(img, tmp / name, nrow=min(a.n, 8))
+        viz.save_png(iteration_strip(r), tmp / "iterations.png", nrow=len(r.snapshots) + 4)
+        blob = io.BytesIO()
+        torch.save({**r.to_dict(), "z_star": z}, blob)
+        atomic_write_bytes(blob.getvalue(), tmp / "result.pt")
+        record = {"args": {k: v for k, v in vars(a).items() if k != "func"}, "config": r.config,
+                  "timings": r.timings, "segmenter": seg_info,
+                  "final_losses": {k: v[-1].tolist() for k, v in r.history.items() if len(v)},
+                  "files": sorted([*images, "iterations.png", "result.pt"])}
+        atomic_write_bytes(json.dumps(record, indent=1, default=str).encode(), tmp / "record.json")
+    steps = "no steps (blend)" if a.mode == "blend" else f"{a.steps} steps"
+    print(f"DDS {a.mode}: {a.source} -> {a.target}, mask {mask}, n={a.n}, {steps} in {r.timings['total_s']:.1f} s "
+          f"({r.timings['per_image_iter_s']:.4f} s per image-iteration)\n"
           f"wrote {out}/: {', '.join(record['files'])}, record.json")
     return 0
+
+
+def _load_segmenter(path: str, G: Generator) -> Any:
+    """:func:`ddsutils.segmenter.load_segmenter` for ``G``; its errors without the leading ``"<path>: "`` (the
+    command line names the file already)."""
+    from . import segmenter as seglib
+
+    try:
+        return seglib.load_segmenter(path, G=G)
+    except UserError as exc:
+        for prefix in (f"{path}: ", f"{Path(path)}: "):
+            if exc.message.startswith(prefix):
+                exc.message = exc.message[len(prefix):]
+        raise
 
 
 def _default_pairs() -> tuple[tuple[str, str], ...]:
@@ -875,95 +1142,184 @@ def _default_pairs() -> tuple[tuple[str, str], ...]:
     return DEFAULT_PAIRS
 
 
-#: Keywords of :func:`optimise` that ``dds evaluate --set`` may change.
-_SETTABLE = ("latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
-             "mask_resize", "backbone_weights", "lr", "release_domain1", "blend_start", "dilation", "feather",
-             "composite", "inside_weight", "mse_weight")
+#: Keywords of :func:`optimise` that ``dds evaluate --set`` may change, and the type of their value.
+_SETTABLE: dict[str, type] = {
+    "latent_space": str, "init": str, "alpha": float, "beta": float, "gamma": float, "backbone": str, "layers": str,
+    "normalize": str, "norm": str, "mask_resize": str, "backbone_weights": str, "lr": float, "release_domain1": str,
+    "blend_start": int, "dilation": int, "feather": float, "composite": str, "inside_weight": float,
+    "mse_weight": float}
+#: Keywords ``dds evaluate`` sets from its own arguments.
+_NOT_SETTABLE = {"num_steps": "--steps", "steps": "--steps", "seed": "--seed", "mode": "--modes", "modes": "--modes",
+                 "n": "--n", "device": "--device"}
 
 
 def _parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
-    """``["alpha=5.0", "dilation=2", "init=z_star"]`` → ``{"alpha": 5.0, "dilation": 2, "init": "z_star"}``
-    (integers stay integers, other numbers become floats)."""
+    """``--set KEY=VALUE`` items as :func:`optimise` keywords: ``["alpha=5", "dilation=2", "init=z_star"]`` →
+    ``{"alpha": 5.0, "dilation": 2, "init": "z_star"}`` (the type of each key's value: :data:`_SETTABLE`).
+
+    Raises:
+        UserError: not ``KEY=VALUE``, a key that is not settable (or one ``dds evaluate`` sets from its own
+            argument), or a value that is not a number / whole number where one is needed. Ranges and choices
+            are checked later, with the generators (:func:`_check_settings`).
+    """
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or key not in _SETTABLE:
-            raise SystemExit(f"--set takes KEY=VALUE with KEY one of {', '.join(_SETTABLE)}; got {item!r}")
-        for cast in (int, float, str):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
+        key = key.strip()
+        if not sep or not key:
+            raise UserError("wants KEY=VALUE (e.g. --set alpha=5)", argument="--set", value=item)
+        if key in _NOT_SETTABLE:
+            raise UserError(f"{key} is set with {_NOT_SETTABLE[key]}, not with --set", argument="--set", value=item)
+        cli.choice(key, "--set", _SETTABLE, what="optimise keyword")
+        kind, name = _SETTABLE[key], f"--set {key}"
+        out[key] = cli.float_arg(value, name) if kind is float else cli.int_arg(value, name) if kind is int else value
     return out
 
 
-def _evaluate_cli(a) -> int:
-    from . import scoring, viz
+def _parse_pair(item: str) -> tuple[str, str]:
+    """``"caricature:natural"`` → ``("caricature", "natural")``: two different toy styles (else a UserError)."""
+    from .toyworld import STYLES
 
-    pairs = []
-    for item in a.pairs:
-        if item.count(":") != 1:
-            raise SystemExit(f"--pairs takes source:target items such as caricature:natural, got {item!r}")
-        pairs.append(tuple(item.split(":")))
-    res = scoring.evaluate(pairs=pairs, masks=a.masks, modes=a.modes, n=a.n, num_steps=a.steps, seed=a.seed,
-                           mask_source=a.mask_source, fd_n=a.fd_n, ceiling_n=a.ceiling_n,
-                           optimise_kwargs={**({"lr": a.lr} if a.lr is not None else {}), **_parse_settings(a.set)},
-                           device=_device(a.device), progress=not a.quiet)
+    parts = item.split(":")
+    if len(parts) != 2 or not all(x.strip() for x in parts):
+        raise UserError("wants source:target items of toy styles, e.g. caricature:natural", argument="--pairs",
+                        value=item)
+    for style in parts:
+        cli.choice(style, "--pairs", STYLES, what="toy style")
+    if parts[0] == parts[1]:
+        raise UserError("names one style twice; DDS needs two different domains (e.g. caricature:natural)",
+                        argument="--pairs", value=item)
+    return parts[0], parts[1]
+
+
+def _output_dir(value: str, name: str) -> Path:
+    """A folder that files can be added to (made when missing): not a file, no file on its path, writable."""
+    import os
+
+    p = Path(value).expanduser()
+    if not str(value).strip():
+        raise UserError("is empty; give a folder", argument=name, value=value)
+    if p.exists() and not p.is_dir():
+        raise UserError("is an existing file, not a folder; give a folder for the PNG grids", argument=name,
+                        value=value)
+    for parent in (p, *p.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{parent} is a file, so the folder cannot be made; choose another path",
+                                argument=name, value=value)
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"cannot write into {parent} (permission denied); choose another path",
+                                argument=name, value=value)
+            break
+    return p
+
+
+def _evaluate_cli(a: Any) -> int:
+    """``dds evaluate``: check every argument, load the generators (and, inside :func:`scoring.evaluate`, the
+    judges and feature weights) before any DDS run; print the table, write the JSON and figures."""
+    from . import scoring, viz
+    from .files import atomic_write_bytes
+    from .stylegan2 import load_generator
+    from .toyworld import MASKS
+
+    prog = "ddsutils.dds evaluate"
+    pairs = [_parse_pair(item) for item in a.pairs]
+    for m in a.masks:
+        cli.choice(m, "--masks", MASKS, what="toy-world mask")
+    settings = _parse_settings(a.set)
+    typed = {item.partition("=")[0].strip(): item.partition("=")[2] for item in a.set or []}
+    flags = {"n": ("--n", a.n), "num_steps": ("--steps", a.steps), "seed": ("--seed", a.seed),
+             "pairs": ("--pairs", None), "masks": ("--masks", None), "modes": ("--modes", None),
+             "fd_n": ("--fd-n", a.fd_n), "ceiling_n": ("--ceiling-n", a.ceiling_n), "device": ("--device", a.device),
+             **{f"optimise_kwargs[{k!r}]": (f"--set {k}", typed[k]) for k in settings}}
+    if a.lr is not None:
+        if "lr" in settings:
+            raise UserError("is given twice (--lr and --set lr); keep one", argument="--set lr", value=typed["lr"])
+        settings["lr"] = a.lr
+        flags["optimise_kwargs['lr']"] = ("--lr", a.lr)
+    dev = cli.device(a.device, "--device")
+    json_path = cli.output_file(a.json, "--json") if a.json else None
+    figures = _output_dir(a.figures, "--figures") if a.figures else None
+    args = dict(pairs=pairs, masks=a.masks, modes=a.modes, n=a.n, num_steps=a.steps, seed=a.seed,
+                mask_source=a.mask_source, fd_n=a.fd_n, ceiling_n=a.ceiling_n, optimise_kwargs=settings, device=dev)
+    try:
+        scoring._check_evaluate_args(generators=None, fd_fn=None, **args)
+        styles = sorted({s for pair in pairs for s in pair})
+        cli.say(f"loading the generators {', '.join(f'toy-{s}-64' for s in styles)} and checking the feature "
+                "weights", prog=prog)
+        gens = {s: cli.load("--pairs", f"toy-{s}-64", lambda v: load_generator(v, device=dev)) for s in styles}
+        scoring._check_dds_settings(gens, pairs, a.modes, settings, num_steps=a.steps, seed=a.seed, device=dev)
+        scoring._resolve_weights(a.modes, settings, fd_n=a.fd_n, lpips=True)
+        cli.say(f"scoring {len(pairs) * len(a.masks)} pair x mask cell(s) with {', '.join(a.modes)}: n={a.n}, "
+                f"{a.steps} DDS steps (loading the judges, rendering the Fréchet references)", prog=prog)
+        res = scoring.evaluate(generators=gens, progress=not a.quiet, **args)
+    except UserError as exc:
+        raise _cli_names(exc, flags)
     images = res.pop("images")
     print(scoring.format_table(res))
-    if a.figures:
-        for key in {k.rsplit("/", 1)[0] for k in images}:
+    if figures is not None:
+        for key in sorted({k.rsplit("/", 1)[0] for k in images}):
             rows = [images[f"{key}/{m}"][:8] for m in ["crossover", "paste", *[f"dds-{x}" for x in a.modes]]]
             name = key.replace("->", "_to_").replace("/", "_")
-            viz.save_png(torch.cat(rows), Path(a.figures) / f"dds_eval_{name}.png", nrow=len(rows[0]))
-    if a.json:
-        viz.atomic_write_bytes(json.dumps(scoring.to_json(res), indent=1, allow_nan=False).encode(), Path(a.json))
-        print(f"wrote {a.json}")
+            viz.save_png(torch.cat(rows), figures / f"dds_eval_{name}.png", nrow=len(rows[0]))
+        print(f"wrote {figures}/dds_eval_*.png")
+    if json_path is not None:
+        atomic_write_bytes(json.dumps(scoring.to_json(res), indent=1, allow_nan=False).encode(), json_path)
+        print(f"wrote {json_path}")
     return 0
 
 
+@cli.command
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ddsutils.dds run|evaluate``; see ``--help``."""
-    import argparse
+    """``python -m ddsutils.dds run|evaluate``; see ``--help``.
 
-    p = argparse.ArgumentParser(prog="python -m ddsutils.dds", description="Dual-Domain Synthesis (Algorithm 1).")
+    Every argument is checked, and the generators, segmenter, judge and feature weights are loaded, before any
+    segmenter training or optimisation; a user error is one line ``error: <argument>: <value>: <fix>`` on stderr
+    and exit status 2 (``--debug`` or ``DDS_DEBUG=1`` adds the traceback). ``run`` writes ``--out`` whole or not
+    at all (:func:`ddsutils.files.run_folder`) and says on stderr what it does before each long phase.
+    """
+    pos, nonneg = cli.argtype(cli.positive_int), cli.argtype(cli.non_negative_int)
+    weight, rate = cli.argtype(cli.float_arg, min=0), cli.argtype(cli.float_arg, min=0, min_open=True)
+    p = cli.ArgumentParser(prog="python -m ddsutils.dds", description="Dual-Domain Synthesis (Algorithm 1).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="optimise N pairs and write PNGs, tensors and a JSON record")
+    r = sub.add_parser("run", help="optimise N pairs and write PNGs, tensors and a JSON record into --out")
     r.add_argument("--source", required=True, help="generator name (weights manifest) or checkpoint path")
-    r.add_argument("--target", required=True, help="generator name or checkpoint path")
-    r.add_argument("--mask", default="eyes_nose_mouth", help="part name (toy world: eyes_nose_mouth | hair)")
+    r.add_argument("--target", required=True, help="generator name or checkpoint path (same resolution)")
+    r.add_argument("--mask", default=None, help="toy-world part to train the segmenter for: eyes_nose_mouth "
+                                                "(default) | hair; with --segmenter the segmenter's part")
     r.add_argument("--segmenter", default=None, help="saved segmenter file; default: train one from one toy-world "
                                                       "oracle label (judge parser)")
     r.add_argument("--segmenter-on", choices=("source", "target"), default="source",
                    help="generator whose features the segmenter reads (default source)")
-    r.add_argument("--label-truncation", type=float, default=0.0,
+    r.add_argument("--label-truncation", type=cli.argtype(cli.float_arg, min=0, max=1), default=0.0,
                    help="truncation psi of the oracle-labelled image (0: the mean face, 1: an untruncated sample)")
-    r.add_argument("--n", type=int, default=8)
-    r.add_argument("--steps", type=int, default=1000)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", required=True)
+    r.add_argument("--n", type=pos, default=8, help="pairs (latents z*)")
+    r.add_argument("--steps", type=nonneg, default=1000, help="Adam steps (0: the initial latent's image)")
+    r.add_argument("--seed", type=nonneg, default=0)
+    r.add_argument("--out", required=True, help="results folder, written whole (an existing one needs --overwrite)")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
     r.add_argument("--mode", choices=MODES, default="paper",
                    help="paper (Eq. 6), release (DDS_main.py), blend (layer blend, no optimisation), refine "
                         "(G_t's w+ toward the blend)")
-    r.add_argument("--latent-space", choices=("z", "w", "w+"), default=None)
-    r.add_argument("--init", choices=("random", "z_star", "mean"), default=None)
-    r.add_argument("--backbone", default=None, help="perceptual backbone (default: vgg16; refine lpips-alex)")
-    r.add_argument("--alpha", type=float, default=PAPER_WEIGHTS["alpha"])
-    r.add_argument("--beta", type=float, default=PAPER_WEIGHTS["beta"])
-    r.add_argument("--gamma", type=float, default=PAPER_WEIGHTS["gamma"])
-    r.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: 0.01; refine 0.05)")
-    r.add_argument("--blend-start", type=int, default=None,
+    r.add_argument("--latent-space", choices=_LATENT_SPACES, default=None)
+    r.add_argument("--init", choices=_INITS, default=None)
+    r.add_argument("--backbone", type=cli.argtype(cli.choice, choices=BACKBONE_NAMES, what="backbone"), default=None,
+                   help=f"perceptual backbone: {', '.join(BACKBONE_NAMES)} (default: vgg16; refine lpips-alex)")
+    r.add_argument("--alpha", type=weight, default=PAPER_WEIGHTS["alpha"])
+    r.add_argument("--beta", type=weight, default=PAPER_WEIGHTS["beta"])
+    r.add_argument("--gamma", type=weight, default=PAPER_WEIGHTS["gamma"])
+    r.add_argument("--lr", type=rate, default=None, help="Adam learning rate (default: 0.01; refine 0.05)")
+    r.add_argument("--blend-start", type=nonneg, default=None,
                    help="blend/refine: first blended StyledConv layer (default: the first at full resolution)")
-    r.add_argument("--dilation", type=int, default=1, help="blend/refine: grow the source mask by this many px")
-    r.add_argument("--feather", type=float, default=0.0, help="blend/refine: Gaussian blur of the mask (sigma, px)")
+    r.add_argument("--dilation", type=nonneg, default=1, help="blend/refine: grow the source mask by this many px")
+    r.add_argument("--feather", type=weight, default=0.0, help="blend/refine: Gaussian blur of the mask (sigma, px)")
     r.add_argument("--composite", choices=("blend", "paste"), default="blend", help="refine: the target image")
-    r.add_argument("--snapshot-every", type=int, default=100)
-    r.add_argument("--device", default="auto")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--snapshot-every", type=pos, default=100, help="keep the image every this many steps")
+    r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
     e = sub.add_parser("evaluate", help="score the crossover and DDS on the toy zoo with the judges (table + JSON)")
-    e.add_argument("--n", type=int, default=32, help="latents per source/target pair")
-    e.add_argument("--steps", type=int, default=200, help="DDS iterations per run")
+    e.add_argument("--n", type=pos, default=32, help="latents per source/target pair")
+    e.add_argument("--steps", type=nonneg, default=200, help="DDS iterations per run")
     e.add_argument("--pairs", nargs="+", default=[f"{s}:{t}" for s, t in _default_pairs()],
                    help="source:target toy styles (default caricature:natural natural:caricature sketch:natural "
                         "natural:sketch)")
@@ -971,23 +1327,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="DDS modes (default: all)")
     e.add_argument("--mask-source", choices=("parser", "segmenter"), default="parser",
                    help="parser: judge-parser masks (an oracle); segmenter: one-shot segmenter from one label")
-    e.add_argument("--fd-n", type=int, default=500, help="target-style renders for the Fréchet distance (0: skip)")
-    e.add_argument("--ceiling-n", type=int, default=64,
+    e.add_argument("--fd-n", type=nonneg, default=500, help="target-style renders for the Fréchet distance (0: skip)")
+    e.add_argument("--ceiling-n", type=nonneg, default=64,
                    help="identities for the render-composite ceiling row (0: skip)")
-    e.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: each mode's own)")
+    e.add_argument("--lr", type=rate, default=None, help="Adam learning rate (default: each mode's own)")
     e.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
-                   help="another dds.optimise keyword, repeatable: --set init=z_star --set alpha=5 --set backbone=alexnet")
-    e.add_argument("--seed", type=int, default=0)
+                   help="another dds.optimise keyword, repeatable: --set init=z_star --set alpha=5 "
+                        f"--set backbone=alexnet (KEY: {', '.join(_SETTABLE)})")
+    e.add_argument("--seed", type=nonneg, default=0)
     e.add_argument("--json", default=None, help="write the result JSON here")
     e.add_argument("--figures", default=None, help="folder for one PNG grid per pair x mask (rows: x_c, DDS modes)")
     e.add_argument("--device", default="cpu")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    if a.cmd == "run":
-        return _run_cli(a)
-    if a.cmd == "evaluate":
-        return _evaluate_cli(a)
-    return 2
+    return _run_cli(a) if a.cmd == "run" else _evaluate_cli(a)
 
 
 if __name__ == "__main__":

@@ -227,28 +227,27 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
         JSON-serialisable ``{"config": ..., "rows": [...], "images": {...}}``; ``rows`` is a flat list of dicts
         (``source``, ``target``, ``mask``, ``method``, the scores above, ``seconds``). ``images`` (not JSON)
         maps ``"<source>-><target>/<mask>/<method>"`` to ``[n, 3, H, W]`` tensors in [-1, 1] for figures.
+
+    Raises:
+        ddsutils.cli.UserError (a ``ValueError``) naming the argument, before any rendering or DDS run: an unknown
+        mode / mask / style, a pair of one style, ``n`` < 1 (< 2 with the default Fréchet distance), a negative
+        count, a keyword ``evaluate`` sets itself in ``optimise_kwargs``, a bad DDS setting
+        (``optimise_kwargs['<key>']``, checked with every pair's generators), or feature weights that are missing.
     """
-    from . import dds, judges, toyworld
+    from . import cli, dds, judges, toyworld
     from .stylegan2 import load_generator
 
-    modes = list(dds.MODES if modes is None else modes)
-    for mode in modes:
-        if mode not in dds.MODES:
-            raise ValueError(f"unknown mode {mode!r}; dds.optimise modes are {list(dds.MODES)}")
-    if mask_source not in ("parser", "segmenter"):
-        raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {mask_source!r}")
-    for m in masks:
-        if m not in toyworld.MASKS:
-            raise ValueError(f"unknown mask {m!r}; toy-world masks are {sorted(toyworld.MASKS)}")
+    modes, masks, pairs, dev, okw = _check_evaluate_args(
+        generators=generators, pairs=pairs, masks=masks, modes=modes, n=n, num_steps=num_steps, seed=seed,
+        mask_source=mask_source, fd_n=fd_n, ceiling_n=ceiling_n, fd_fn=fd_fn, optimise_kwargs=optimise_kwargs,
+        device=device)
     styles_needed = sorted({s for pair in pairs for s in pair})
-    for s in styles_needed:
-        if s not in toyworld.STYLES:
-            raise ValueError(f"unknown style {s!r}; toy-world styles are {list(toyworld.STYLES)}")
-    dev = torch.device(device)
-    gens = dict(generators) if generators is not None else {s: load_generator(f"toy-{s}-64", device=dev)
-                                                             for s in styles_needed}
+    gens = dict(generators) if generators is not None else {
+        s: cli.load("pairs", f"toy-{s}-64", lambda name: load_generator(name, device=dev)) for s in styles_needed}
     parser = parser if parser is not None else judges.load_judge("judge-parser-64")
     domain = domain if domain is not None else judges.load_judge("judge-domain-64")
+    _check_dds_settings(gens, pairs, modes, okw, num_steps=num_steps, seed=seed, device=dev)
+    _resolve_weights(modes, okw, fd_n=fd_n if fd_fn is None else 0, lpips=lpips_fn is None)
     if fd_fn is None:
         from .metrics import frechet_vgg as fd_fn
     dim = next(iter(gens.values())).style_dim
@@ -325,6 +324,108 @@ def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:
         lines.append(f"| {method} | {f(r.get('inside_source'), '.3f')} | {f(r.get('relative_inside'), '.2f')} "
                      f"| {f(r.get('outside_target'), '.3f')} | {f(r.get('outside_lpips'), '.3f')} |")
     return "\n".join(lines)
+
+
+#: Keywords of :func:`ddsutils.dds.optimise` that :func:`evaluate` sets itself (not in ``optimise_kwargs``).
+_EVALUATE_SETS = {"z_star": "n and seed", "x_s": "n and seed", "x_t": "n and seed", "y_s": "mask_source",
+                  "y_t": "mask_source", "mode": "modes", "num_steps": "num_steps", "seed": "seed",
+                  "snapshot_every": "(no snapshots are kept)", "device": "device", "progress": "progress"}
+
+
+def _check_evaluate_args(*, generators: Mapping[str, Any] | None, pairs: Sequence[Any], masks: Sequence[str],
+                         modes: Sequence[str] | None, n: Any, num_steps: Any, seed: Any, mask_source: str, fd_n: Any,
+                         ceiling_n: Any, fd_fn: Callable | None, optimise_kwargs: Mapping[str, Any] | None,
+                         device: Any) -> tuple[list[str], list[str], list[tuple[str, str]], torch.device, dict]:
+    """:func:`evaluate`'s checks that need nothing loaded; a :class:`ddsutils.cli.UserError` naming the argument.
+
+    Returns ``(modes, masks, pairs, device, optimise_kwargs)`` as lists / a ``torch.device`` / a dict.
+    """
+    from . import cli, dds, toyworld
+
+    modes = list(dds.MODES if modes is None else modes)
+    if not modes:
+        raise cli.UserError(f"is empty; give at least one of {', '.join(dds.MODES)}", argument="modes", value=modes)
+    for mode in modes:
+        cli.choice(mode, "modes", dds.MODES, what="mode")
+    cli.choice(mask_source, "mask_source", ("parser", "segmenter"))
+    masks = [masks] if isinstance(masks, str) else list(masks)
+    if not masks:
+        raise cli.UserError(f"is empty; give at least one of {', '.join(toyworld.MASKS)}", argument="masks",
+                            value=masks)
+    for m in masks:
+        cli.choice(m, "masks", toyworld.MASKS, what="mask")
+    checked = []
+    for pair in pairs:
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise cli.UserError("must be (source_style, target_style) pairs, e.g. [('caricature', 'natural')]",
+                                argument="pairs", value=pair)
+        for style in pair:
+            cli.choice(style, "pairs", toyworld.STYLES, what="style")
+        if pair[0] == pair[1]:
+            raise cli.UserError("names one style twice; DDS needs two different domains", argument="pairs",
+                                value=pair)
+        checked.append((pair[0], pair[1]))
+    if not checked:
+        raise cli.UserError("is empty; give at least one (source, target) pair", argument="pairs", value=pairs)
+    if generators is not None:
+        missing = sorted({s for p in checked for s in p} - set(generators))
+        if missing:
+            raise cli.UserError(f"has no generator for {', '.join(missing)} (pairs need it)", argument="generators",
+                                value=sorted(generators))
+    n = cli.positive_int(n, "n")
+    cli.non_negative_int(num_steps, "num_steps")
+    cli.int_arg(seed, "seed", min=0)
+    fd_n, ceiling_n = cli.non_negative_int(fd_n, "fd_n"), cli.non_negative_int(ceiling_n, "ceiling_n")
+    if fd_n and fd_fn is None:
+        if fd_n < 2:
+            raise cli.UserError("must be 0 (no Fréchet distance) or >= 2: a covariance needs two samples",
+                                argument="fd_n", value=fd_n)
+        if n < 2:
+            raise cli.UserError("the Fréchet distance needs at least 2 images per set; use 2 or more, or skip it "
+                                "with fd_n=0 (--fd-n 0)", argument="n", value=n)
+    okw = dict(optimise_kwargs or {})
+    for key in okw:
+        if key in _EVALUATE_SETS:
+            raise cli.UserError(f"evaluate sets {key!r} itself (from its argument {_EVALUATE_SETS[key]}); leave it "
+                                "out of optimise_kwargs", argument="optimise_kwargs", value=key)
+    return modes, masks, checked, cli.device(device, "device"), okw
+
+
+def _check_dds_settings(gens: Mapping[str, Any], pairs: Sequence[tuple[str, str]], modes: Sequence[str],
+                        okw: Mapping[str, Any], *, num_steps: int, seed: int, device: torch.device) -> None:
+    """Every DDS run's settings (:func:`ddsutils.dds._check_settings`) before the first one; an error in
+    ``optimise_kwargs`` names it as ``optimise_kwargs['<key>']``."""
+    from . import cli, dds
+
+    for src, tgt in pairs:
+        for mode in modes:
+            try:
+                dds._check_settings(gens[src], gens[tgt], {**okw, "mode": mode, "num_steps": num_steps, "seed": seed,
+                                                           "snapshot_every": None, "device": device})
+            except cli.UserError as exc:
+                if exc.argument in okw:
+                    exc.argument = f"optimise_kwargs[{exc.argument!r}]"
+                elif exc.argument in ("G_s", "G_t"):
+                    exc.argument, exc.value = "pairs", f"{src}:{tgt}"
+                raise
+
+
+def _resolve_weights(modes: Sequence[str], okw: Mapping[str, Any], *, fd_n: int, lpips: bool) -> None:
+    """Resolve the feature weights the runs will load (each mode's backbone, VGG-16 for the Fréchet distance,
+    LPIPS-alex for the outside score) so that a missing file stops :func:`evaluate` before any work."""
+    from . import cli, dds
+
+    for mode in modes:
+        if mode == "blend":
+            continue
+        backbone = okw.get("backbone") or ("lpips-alex" if mode == "refine" else "vgg16")
+        name = "optimise_kwargs['backbone']" if okw.get("backbone") else "modes"
+        cli.load(name, backbone if name != "modes" else mode,
+                 lambda _: dds._backbone_weight_files(backbone, okw.get("backbone_weights", "imagenet")))
+    if fd_n:
+        cli.load("fd_n", fd_n, lambda _: dds._backbone_weight_files("vgg16"))
+    if lpips:
+        cli.load(None, None, lambda _: dds._backbone_weight_files("lpips-alex"))
 
 
 def format_table(result: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import make_tiny_generator
-from ddsutils import dds
+from ddsutils import cli, dds
 
 S = 32
 _VGG: list = []
@@ -135,9 +135,9 @@ def test_latent_spaces_and_inits(gens):
     for space, shape in (("w", (2, 32)), ("w+", (2, G_t.n_latent, 32))):
         assert _run(gens, latent_space=space, num_steps=2).latent.shape == shape
     z = torch.randn(2, 32, generator=torch.Generator().manual_seed(3))
-    r = _run(gens, z=z, init="z_star", num_steps=1, lr=0.0)
+    r = _run(gens, z=z, init="z_star", num_steps=0)  # no step: the initial latent
     assert torch.allclose(r.latent, z)
-    r = _run(gens, init="mean", num_steps=1, lr=0.0)
+    r = _run(gens, init="mean", num_steps=0)
     assert torch.equal(r.latent, torch.zeros(2, 32))
     with pytest.raises(ValueError, match="init"):
         _run(gens, init="best")
@@ -268,6 +268,6 @@ def test_oracle_masks_refuse_a_bad_label_truncation(gens):
     G_s, G_t = gens
     z = torch.randn(1, G_s.style_dim, generator=torch.Generator().manual_seed(0))
     for bad in (-0.5, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="label_truncation must be in"):
+        with pytest.raises(cli.UserError, match=r"label_truncation: .*must be .*>= 0 and <= 1"):
             dds._masks_for(G_s, G_t, z, mask="hair", segmenter_path=None, segmenter_on="source", seed=0,
                            device=torch.device("cpu"), label_truncation=bad)

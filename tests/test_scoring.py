@@ -131,18 +131,86 @@ def test_evaluate_bad_arguments(small_world):
         scoring.evaluate(mask_source="oracle", n=1, **small_world)
 
 
-def test_cli_rejects_malformed_pairs():
-    with pytest.raises(SystemExit, match="source:target"):
-        dds.main(["evaluate", "--pairs", "caricature-natural", "--n", "1"])
+@pytest.mark.parametrize("kwargs, text", [
+    ({"n": 0}, "n: 0: must be >= 1"),
+    ({"num_steps": -1}, "num_steps: -1: must be >= 0"),
+    ({"num_steps": 2.5}, "num_steps: 2.5: must be a whole number"),
+    ({"fd_n": -1}, "fd_n: -1: must be >= 0"),
+    ({"ceiling_n": -1}, "ceiling_n: -1: must be >= 0"),
+    ({"seed": -1}, "seed: -1: must be >= 0"),
+    ({"modes": ["paper", "papr"]}, "modes: papr: unknown mode (did you mean paper?)"),
+    ({"modes": []}, "modes: []: is empty"),
+    ({"masks": []}, "masks: []: is empty"),
+    ({"pairs": [("natural", "natural")]}, "names one style twice"),
+    ({"pairs": ["caricature:natural"]}, "must be (source_style, target_style) pairs"),
+    ({"pairs": [("caricature", "sketch")]}, "generators: ['caricature', 'natural']: has no generator for sketch"),
+    ({"device": "tpu"}, "device: tpu: unknown device"),
+    ({"optimise_kwargs": {"num_steps": 3}}, "optimise_kwargs: num_steps: evaluate sets 'num_steps' itself"),
+    ({"optimise_kwargs": {"alpha": float("nan")}}, "optimise_kwargs['alpha']: nan: must be a finite number"),
+    ({"optimise_kwargs": {"lr": 0}}, "optimise_kwargs['lr']: 0: must be > 0"),
+    ({"optimise_kwargs": {"blend_start": 99}}, "optimise_kwargs['blend_start']: 99: start must be"),
+    ({"optimise_kwargs": {"backbone": "vgg19"}}, "optimise_kwargs['backbone']: vgg19: unknown backbone"),
+])
+def test_evaluate_checks_every_argument_before_any_work(small_world, monkeypatch, kwargs, text):
+    """Each bad argument is one UserError naming it, raised before any render, judge call or DDS run."""
+    from ddsutils import cli
+
+    def no_work(*a, **k):
+        raise AssertionError("evaluate did work before checking its arguments")
+
+    for mod, name in ((toyworld, "render_batch"), (dds, "optimise"), (judges, "predict_parts"),
+                      (judges, "load_judge")):
+        monkeypatch.setattr(mod, name, no_work)
+    args = {"pairs": [("caricature", "natural")], "masks": ["hair"], "n": 2, "num_steps": 1, "progress": False,
+            **kwargs}
+    with pytest.raises(cli.UserError) as info:
+        scoring.evaluate(**{**small_world, **args})
+    assert text in str(info.value)
+
+
+def test_evaluate_n_one_needs_no_frechet_distance(small_world, monkeypatch):
+    from ddsutils import cli
+
+    world = {k: v for k, v in small_world.items() if k != "fd_fn"}  # the default Fréchet distance: n >= 2
+    with pytest.raises(cli.UserError, match="n: 1: the Fréchet distance needs at least 2 images"):
+        scoring.evaluate(pairs=[("caricature", "natural")], masks=["hair"], n=1, **world)
+    with pytest.raises(cli.UserError, match="fd_n: 1: must be 0 .* or >= 2"):
+        scoring.evaluate(pairs=[("caricature", "natural")], masks=["hair"], n=2, fd_n=1, **world)
+
+
+def test_evaluate_resolves_feature_weights_first(small_world, monkeypatch, tmp_path):
+    """Offline with an empty weights cache: the mode's VGG-16 is reported before anything is rendered."""
+    from ddsutils import cli
+
+    monkeypatch.setenv("DDS_OFFLINE", "1")
+    monkeypatch.setenv("DDS_WEIGHTS_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(toyworld, "render_batch", lambda *a, **k: pytest.fail("rendered before the weights check"))
+    world = {**small_world, "optimise_kwargs": {}}
+    with pytest.raises(cli.UserError, match="modes: paper: .*vgg16-imagenet.*Offline mode is on"):
+        scoring.evaluate(pairs=[("caricature", "natural")], masks=["hair"], modes=["blend", "paper"], n=2,
+                         lpips_fn=lambda *a, **k: None, progress=False, **world)
+
+
+def test_cli_rejects_malformed_pairs(capsys):
+    for bad, text in (("caricature-natural", "--pairs: caricature-natural: wants source:target items"),
+                      ("anime:natural", "--pairs: anime: unknown toy style"),
+                      ("natural:natural", "--pairs: natural:natural: names one style twice")):
+        assert dds.main(["evaluate", "--pairs", bad, "--n", "1"]) == 2
+        assert text in capsys.readouterr().err
 
 
 def test_cli_set_parses_optimise_keywords():
-    assert dds._parse_settings(["alpha=5", "init=z_star", "backbone=lpips-alex"]) == {
-        "alpha": 5.0, "init": "z_star", "backbone": "lpips-alex"}
-    with pytest.raises(SystemExit, match="KEY=VALUE with KEY one of"):
-        dds._parse_settings(["num_steps=3"])
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        dds._parse_settings(["alpha"])
+    from ddsutils import cli
+
+    assert dds._parse_settings(["alpha=5", "init=z_star", "backbone=lpips-alex", "dilation=2"]) == {
+        "alpha": 5.0, "init": "z_star", "backbone": "lpips-alex", "dilation": 2}
+    for items, text in ((["num_steps=3"], "--set: num_steps=3: num_steps is set with --steps"),
+                        (["alpha"], "--set: alpha: wants KEY=VALUE"),
+                        (["alhpa=1"], r"--set: alhpa: unknown optimise keyword \(did you mean alpha\?\)"),
+                        (["alpha=abc"], "--set alpha: abc: must be a number"),
+                        (["dilation=1.5"], "--set dilation: 1.5: must be a whole number")):
+        with pytest.raises(cli.UserError, match=text):
+            dds._parse_settings(items)
 
 
 def test_to_json_replaces_nan():
