@@ -254,6 +254,112 @@ def test_cli_run_writes_everything(tmp_path, gens):
 
 
 
+# -- the command line: complete folders, --overwrite, --steps 0, byte-identical reruns ------------------
+
+
+@pytest.fixture(scope="module")
+def cli_files(gens, tmp_path_factory):
+    """The two tiny generators as checkpoint files and a segmenter saved for the source one (part 'box')."""
+    from ddsutils import segmenter
+
+    d = tmp_path_factory.mktemp("cli_files")
+    for name, G in zip(("gs", "gt"), gens):
+        torch.save({"g_ema": G.state_dict()}, d / f"{name}.pt")
+    label = torch.zeros(1, 1, S, S)
+    label[:, :, 8:20, 8:24] = 1
+    seg = segmenter.train_segmenter(gens[0], torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), label,
+                                    part="box", steps=5, progress=False)
+    segmenter.save_segmenter(seg, d / "seg.pt")
+    return d
+
+
+def _cli_run(d, out, *extra: str) -> int:
+    return dds.main(["run", "--source", str(d / "gs.pt"), "--target", str(d / "gt.pt"), "--segmenter",
+                     str(d / "seg.pt"), "--n", "2", "--out", str(out), "--device", "cpu", "--quiet", *extra])
+
+
+def _complete_folder(out) -> dict:
+    """The run's record; asserts that the folder holds exactly the files it lists (and record.json)."""
+    import json
+    import os
+
+    rec = json.loads((out / "record.json").read_text())
+    assert sorted(os.listdir(out)) == sorted([*rec["files"], "record.json"])
+    return rec
+
+
+@pytest.mark.filterwarnings("ignore:y_[st] (is empty|covers)")
+@pytest.mark.parametrize("mode", ["paper", "blend"])
+def test_cli_run_with_zero_steps_writes_a_complete_folder(cli_files, tmp_path, mode):
+    """--steps 0 (blend mode has no steps at all): every file, empty histories, no final losses."""
+    assert _cli_run(cli_files, tmp_path / "run", "--steps", "0", "--mode", mode, "--backbone", "generator"
+                    if mode == "paper" else "vgg16") == 0
+    rec = _complete_folder(tmp_path / "run")
+    assert rec["config"]["num_steps"] == 0 and rec["final_losses"] == {}
+    res = torch.load(tmp_path / "run" / "result.pt", weights_only=True)
+    assert all(v.shape[0] == 0 for v in res["history"].values()) and res["image"].shape == (2, 3, S, S)
+
+
+@pytest.mark.filterwarnings("ignore:y_[st] (is empty|covers)")
+def test_cli_run_overwrite_replaces_the_folder_whole(cli_files, tmp_path, capsys):
+    """paper then release into one --out: refused without --overwrite (folder untouched); with it, nothing of
+    the paper run (dds_source_domain.png) survives."""
+    out = tmp_path / "run"
+    assert _cli_run(cli_files, out, "--steps", "1", "--mode", "paper", "--backbone", "generator") == 0
+    assert "dds_source_domain.png" in _complete_folder(out)["files"]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    assert _cli_run(cli_files, out, "--steps", "1", "--mode", "release") == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert _cli_run(cli_files, out, "--steps", "1", "--mode", "release", "--overwrite") == 0
+    rec = _complete_folder(out)
+    assert rec["config"]["mode"] == "release" and not (out / "dds_source_domain.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary sibling left
+
+
+@pytest.mark.filterwarnings("ignore:y_[st] (is empty|covers)")
+@pytest.mark.parametrize("mode", ["paper", "release", "blend", "refine"])
+def test_cli_seeded_reruns_are_byte_identical(cli_files, tmp_path, mode):
+    """Two seeded runs into two folders: the same PNG bytes, the same result.pt tensors, the same record.json
+    apart from the timings and the --out path."""
+    import json
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out in (a, b):
+        assert _cli_run(cli_files, out, "--mode", mode, "--steps", "3", "--snapshot-every", "2", "--seed", "5") == 0
+    rec_a, rec_b = _complete_folder(a), _complete_folder(b)
+    assert rec_a["files"] == rec_b["files"]
+    for name in rec_a["files"]:
+        if name.endswith(".png"):
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    for rec in (rec_a, rec_b):
+        rec.pop("timings"), rec["args"].pop("out")
+    assert json.dumps(rec_a, sort_keys=True) == json.dumps(rec_b, sort_keys=True)
+    ra, rb = (torch.load(out / "result.pt", weights_only=True) for out in (a, b))
+    assert set(ra) == set(rb) and ra["timings"].keys() == rb["timings"].keys()
+
+    def same(x, y, where):
+        if isinstance(x, torch.Tensor):
+            assert isinstance(y, torch.Tensor) and x.dtype == y.dtype and torch.equal(x, y), where
+        elif isinstance(x, dict):
+            assert x.keys() == y.keys(), where
+            for k in x:
+                same(x[k], y[k], f"{where}.{k}")
+        elif isinstance(x, (list, tuple)):
+            assert len(x) == len(y), where
+            for i, (u, v) in enumerate(zip(x, y)):
+                same(u, v, f"{where}[{i}]")
+        else:
+            assert x == y, where
+
+    for key in ra:
+        if key != "timings":
+            same(ra[key], rb[key], key)
+    assert len(ra["snapshots"]) == (0 if mode == "blend" else 2)  # steps 0 and 2 (snapshot every 2 of 3)
+
+
+
 def test_random_init_is_not_the_callers_z_star(gens):
     """z* drawn with the same seed as DDS must not also be the random starting point (pair 0 would start solved)."""
     G = gens[0]

@@ -770,6 +770,387 @@ def test_debug_flag_shows_the_traceback(bad_files, tmp_path):
 
 
 # ======================================================================================================
-# 4. dds run / dds evaluate: add a table DDS_CLI_CASES in the format of CLI_CASES here and a test like
-#    test_cli_case that runs it with _run_cli_cases / _check_cli_result (kept separate: dds.py is written
-#    elsewhere).
+# 4. dds run / dds evaluate (DDS_CLI_CASES, run like CLI_CASES with _run_cli_cases / _check_cli_result), dds run
+#    killed with SIGKILL between two files, and dds.optimise's API cases (settings, then data), each refused
+#    before any work.
+
+
+@pytest.fixture(scope="module")
+def dds_files(tmp_path_factory) -> Path:
+    """The dds cases' folder ({d}): tiny 32 px generators g32.pt / g32b.pt, a segmenter saved for g32.pt
+    (seg32.pt, part 'box'), and hostile inputs (afile, existing_run/, rand.pt)."""
+    import torch
+
+    from conftest import make_tiny_generator
+    from ddsutils import segmenter as S
+
+    d = tmp_path_factory.mktemp("dds_bad")
+    (d / "afile").write_text("a file where a folder is expected\n")
+    (d / "existing_run").mkdir()
+    (d / "existing_run" / "old.txt").write_text("a previous run\n")
+    (d / "rand.pt").write_bytes(bytes(range(256)) * 7)
+    G = make_tiny_generator(size=32)
+    torch.save({"g_ema": G.state_dict()}, d / "g32.pt")
+    torch.save({"g_ema": make_tiny_generator(size=32, seed=1).state_dict()}, d / "g32b.pt")
+    label = torch.zeros(1, 1, 32, 32)
+    label[..., 8:20, 8:24] = 1
+    seg = S.train_segmenter(G, torch.randn(1, 32, generator=torch.Generator().manual_seed(0)), label, part="box",
+                            steps=2, stats_samples=2, progress=False)
+    S.save_segmenter(seg, d / "seg32.pt")
+    return d
+
+
+_TOY = ["run", "--source", "toy-caricature-64", "--target", "toy-natural-64", "--out", "{tmp}/out", "--device", "cpu"]
+_TINY = ["run", "--source", "{d}/g32.pt", "--target", "{d}/g32b.pt", "--segmenter", "{d}/seg32.pt",
+         "--out", "{tmp}/out", "--device", "cpu"]
+_EVAL = ["evaluate", "--pairs", "caricature:natural", "--n", "2", "--json", "{tmp}/e.json"]
+
+#: ``python -m ddsutils.dds`` cases, in the format of :data:`CLI_CASES` ({d}: :func:`dds_files`). Every one must
+#: fail before any segmenter training, optimisation or rendering (the error line, exit 2, nothing written).
+DDS_CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
+    # --- dds run: one argument (issue cases 9, 10, 11)
+    ("dds-n-zero", "dds", [*_TOY, "--n", "0"], "--n: 0: must be >= 1", {}),
+    ("dds-steps-negative", "dds", [*_TOY, "--steps", "-1"], "--steps: -1: must be >= 0", {}),
+    ("dds-steps-float", "dds", [*_TOY, "--steps", "2.5"], "--steps: 2.5: must be a whole number", {}),
+    ("dds-alpha-nan", "dds", [*_TOY, "--alpha", "nan"], "--alpha: nan: must be a finite number >= 0", {}),
+    ("dds-gamma-negative", "dds", [*_TOY, "--gamma=-0.5"], "--gamma: -0.5: must be >= 0", {}),
+    ("dds-lr-inf", "dds", [*_TOY, "--lr", "inf"], "--lr: inf: must be a finite number > 0", {}),
+    ("dds-lr-zero", "dds", [*_TOY, "--lr", "0"], "--lr: 0: must be > 0", {}),
+    ("dds-lr-negative", "dds", [*_TOY, "--lr=-0.01"], "--lr: -0.01: must be > 0", {}),
+    ("dds-backbone-vgg19", "dds", [*_TOY, "--backbone", "vgg19"],
+     "--backbone: vgg19: unknown backbone (did you mean vgg16?); choose one of: vgg16, alexnet, squeezenet1_1, "
+     "resnet18, lpips-alex, lpips-vgg, generator", {}),
+    ("dds-out-file", "dds", [*_TOY[:-4], "--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
+    ("dds-out-exists", "dds", [*_TOY[:-4], "--out", "{d}/existing_run"],
+     "--out: {d}/existing_run: already exists; pass --overwrite", {}),
+    ("dds-out-partial", "dds", [*_TOY[:-4], "--out", "{d}/.r.partial-abc"], "temporary folder of an unfinished run", {}),
+    ("dds-mask-ears", "dds", [*_TOY, "--mask", "ears"], "--mask: ears: unknown toy-world mask", {}),
+    ("dds-segmenter-missing", "dds", [*_TOY, "--segmenter", "{tmp}/missing.pt"],
+     "--segmenter: {tmp}/missing.pt: no such segmenter file", {}),
+    ("dds-label-truncation", "dds", [*_TOY, "--label-truncation", "2"],
+     "--label-truncation: 2: must be >= 0 and <= 1", {}),
+    ("dds-dilation-negative", "dds", [*_TOY, "--dilation", "-1"], "--dilation: -1: must be >= 0", {}),
+    ("dds-feather-nan", "dds", [*_TOY, "--feather", "nan"], "--feather: nan: must be a finite number >= 0", {}),
+    ("dds-snapshot-zero", "dds", [*_TOY, "--snapshot-every", "0"], "--snapshot-every: 0: must be >= 1", {}),
+    ("dds-snapshot-negative", "dds", [*_TOY, "--snapshot-every", "-5"], "--snapshot-every: -5: must be >= 1", {}),
+    ("dds-seed-negative", "dds", [*_TOY, "--seed", "-1"], "--seed: -1: must be >= 0", {}),
+    ("dds-device-tpu", "dds", [*_TOY, "--device", "tpu"], "--device: tpu: unknown device", {}),
+    ("dds-mode-typo", "dds", [*_TOY, "--mode", "papr"], "--mode: invalid choice: 'papr'", {}),
+    # --- dds run: found once the files are loaded, still before segmenter training (issue case 10)
+    ("dds-resolutions", "dds", [*_TOY[:2], "{d}/g32.pt", *_TOY[3:]],
+     "--target: toy-natural-64: the generators make different resolutions (source 32 px, target 64 px)", {}),
+    ("dds-parser-resolution", "dds", [*_TINY[:5], *_TINY[7:]],
+     "--source: {d}/g32.pt: makes 32 px images, but without --segmenter the part masks come from", {}),
+    ("dds-source-garbage", "dds", [*_TOY[:2], "{d}/rand.pt", *_TOY[3:]],
+     "--source: {d}/rand.pt: is not a readable PyTorch checkpoint", {}),
+    ("dds-offline-vgg", "dds", _TINY,
+     "--backbone: vgg16: weights 'vgg16-imagenet' are not available", {"DDS_WEIGHTS_DIR": "{tmp}/empty"}),
+    ("dds-offline-lpips", "dds", [*_TINY, "--mode", "refine"], "--backbone: lpips-alex: weights 'alexnet-imagenet'",
+     {"DDS_WEIGHTS_DIR": "{tmp}/empty"}),
+    ("dds-segmenter-garbage", "dds", [*_TINY[:6], "{d}/rand.pt", *_TINY[7:]],
+     "--segmenter: {d}/rand.pt: is not a readable segmenter file", {}),
+    ("dds-segmenter-other-arch", "dds", [*_TOY, "--segmenter", "{d}/seg32.pt"],
+     "--segmenter: {d}/seg32.pt: segmenter for part 'box' was trained on a generator with 32 px", {}),
+    ("dds-mask-not-the-segmenters", "dds", [*_TINY, "--mask", "hair"],
+     "--mask: hair: the segmenter {d}/seg32.pt shows the part 'box'", {}),
+    ("dds-blend-start-99", "dds", [*_TINY, "--mode", "blend", "--blend-start", "99"],
+     "--blend-start: 99: start must be a StyledConv index in 0..", {}),
+    ("dds-generator-backbone-release", "dds", [*_TINY, "--mode", "release", "--backbone", "generator"],
+     "--backbone: generator: works in the paper mode only", {}),
+    # --- dds evaluate
+    ("dds-eval-pairs-style", "dds", [*_EVAL[:1], "--pairs", "anime:natural", *_EVAL[3:]],
+     "--pairs: anime: unknown toy style; choose one of: natural, sketch, caricature", {}),
+    ("dds-eval-pairs-form", "dds", [*_EVAL[:1], "--pairs", "a-b", *_EVAL[3:]],
+     "--pairs: a-b: wants source:target items", {}),
+    ("dds-eval-pairs-same", "dds", [*_EVAL[:1], "--pairs", "natural:natural", *_EVAL[3:]],
+     "--pairs: natural:natural: names one style twice", {}),
+    ("dds-eval-masks", "dds", [*_EVAL, "--masks", "ears"], "--masks: ears: unknown toy-world mask", {}),
+    ("dds-eval-modes", "dds", [*_EVAL, "--modes", "paper", "fast"], "--modes: invalid choice: 'fast'", {}),
+    ("dds-eval-set-num-steps", "dds", [*_EVAL, "--set", "num_steps=3"], "--set: num_steps=3: num_steps is set with --steps", {}),
+    ("dds-eval-set-abc", "dds", [*_EVAL, "--set", "alpha=abc"], "--set alpha: abc: must be a number", {}),
+    ("dds-eval-set-typo", "dds", [*_EVAL, "--set", "alhpa=1"], "--set: alhpa: unknown optimise keyword (did you mean alpha?)", {}),
+    ("dds-eval-set-form", "dds", [*_EVAL, "--set", "alpha"], "--set: alpha: wants KEY=VALUE", {}),
+    ("dds-eval-set-negative", "dds", [*_EVAL, "--set", "alpha=-1"], "--set alpha: -1: must be >= 0", {}),
+    ("dds-eval-set-blend-start", "dds", [*_EVAL, "--set", "blend_start=99"], "--set blend_start: 99: start must be", {}),
+    ("dds-eval-set-backbone", "dds", [*_EVAL, "--set", "backbone=vgg19"], "--set backbone: vgg19: unknown backbone", {}),
+    ("dds-eval-lr-twice", "dds", [*_EVAL, "--lr", "0.1", "--set", "lr=0.2"], "--set lr: 0.2: is given twice", {}),
+    ("dds-eval-fd-n", "dds", [*_EVAL, "--fd-n", "-1"], "--fd-n: -1: must be >= 0", {}),
+    ("dds-eval-fd-n-one", "dds", [*_EVAL, "--fd-n", "1"], "--fd-n: 1: must be 0 (no Fréchet distance) or >= 2", {}),
+    ("dds-eval-n-one", "dds", [*_EVAL[:3], "--n", "1", *_EVAL[5:]], "--n: 1: the Fréchet distance needs at least 2", {}),
+    ("dds-eval-ceiling-n", "dds", [*_EVAL, "--ceiling-n", "-1"], "--ceiling-n: -1: must be >= 0", {}),
+    ("dds-eval-steps", "dds", [*_EVAL, "--steps", "-2"], "--steps: -2: must be >= 0", {}),
+    ("dds-eval-json-folder", "dds", [*_EVAL[:-2], "--json", "{d}"], "--json: {d}: is a folder", {}),
+    ("dds-eval-figures-file", "dds", [*_EVAL, "--figures", "{d}/afile"], "--figures: {d}/afile: is an existing file", {}),
+    ("dds-eval-figures-under-file", "dds", [*_EVAL, "--figures", "{d}/afile/figs"], "afile is a file", {}),
+    ("dds-eval-device", "dds", [*_EVAL, "--device", "tpu"], "--device: tpu: unknown device", {}),
+    ("dds-eval-offline", "dds", [*_EVAL, "--modes", "blend", "refine"], "--modes: refine: weights 'alexnet-imagenet'",
+     {"DDS_WEIGHTS_DIR": "{tmp}/empty"}),
+]
+
+#: dds cases also run as real ``python -m ddsutils.dds`` processes.
+_DDS_TRUE_SUBPROCESS = ("dds-n-zero", "dds-resolutions", "dds-eval-set-abc")
+
+
+@pytest.fixture(scope="module")
+def dds_cli_results(dds_files, tmp_path_factory):
+    before = sorted(str(p.relative_to(dds_files)) for p in dds_files.rglob("*"))
+    res = _run_cli_cases(DDS_CLI_CASES, dds_files, tmp_path_factory.mktemp("dds_cli"))
+    after = sorted(str(p.relative_to(dds_files)) for p in dds_files.rglob("*"))
+    assert after == before, "a dds case changed the fixture folder (e.g. wrote into an existing run)"
+    slowest = max(res, key=lambda k: res[k]["seconds"])
+    print(f"\nslowest dds case (in-process part): {slowest} {res[slowest]['seconds']:.2f} s")
+    return res
+
+
+@pytest.mark.parametrize("case", DDS_CLI_CASES, ids=[c[0] for c in DDS_CLI_CASES])
+def test_dds_cli_case(case, dds_cli_results, dds_files):
+    _check_cli_result(case, dds_cli_results[case[0]], dds_files)
+
+
+def test_dds_cli_cases_as_real_processes(dds_cli_results, dds_files, tmp_path):
+    """`python -m ddsutils.dds` gives the same exit status and error line as the in-process run."""
+    for case in [c for c in DDS_CLI_CASES if c[0] in _DDS_TRUE_SUBPROCESS]:
+        tmp = tmp_path / case[0]
+        tmp.mkdir()
+        r = subprocess.run([sys.executable, "-m", "ddsutils.dds", *[_expand(a, dds_files, tmp) for a in case[2]]],
+                           cwd=tmp, env=_env(), capture_output=True, text=True, timeout=120)
+        res = {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr, "tmp": tmp}
+        _check_cli_result(case, res, dds_files)
+        mine = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")][0]
+        theirs = [ln for ln in dds_cli_results[case[0]]["stderr"].splitlines() if ln.startswith("error:")][0]
+        assert mine == theirs.replace(str(dds_cli_results[case[0]]["tmp"]), str(tmp))
+
+
+def test_dds_run_debug_shows_the_traceback(dds_files, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "ddsutils.dds", *[_expand(a, dds_files, tmp_path) for a in _TOY],
+                        "--source", str(dds_files / "g32.pt"), "--debug"],
+                       capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "Traceback" in r.stderr and "different resolutions" in r.stderr.splitlines()[-1]
+
+
+# ------------------------------------------------------------------------------------------------------
+# dds run killed with SIGKILL between two files: --out is absent (or the previous complete run), never partial
+
+
+def _dds_tiny_run(d: Path, out: Path, *extra: str, kill_after: int | None = None) -> subprocess.CompletedProcess:
+    env = _env(**({"DDS_TEST_KILL_AFTER_WRITES": str(kill_after)} if kill_after else {}))
+    cmd = [sys.executable, "-m", "ddsutils.dds", "run", "--source", str(d / "g32.pt"), "--target", str(d / "g32b.pt"),
+           "--segmenter", str(d / "seg32.pt"), "--n", "1", "--steps", "1", "--backbone", "generator", "--device", "cpu",
+           "--quiet", "--out", str(out), *extra]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=out.parent, timeout=300)
+
+
+def _assert_complete(out: Path) -> dict:
+    import json
+
+    rec = json.loads((out / "record.json").read_text())
+    assert sorted(os.listdir(out)) == sorted([*rec["files"], "record.json"]), os.listdir(out)
+    return rec
+
+
+def test_dds_run_sigkill_leaves_no_partial_folder(dds_files, tmp_path):
+    """DDS_TEST_KILL_AFTER_WRITES=k kills `dds run` right after its k-th file (a paper run writes 10: 9 files listed
+    in record.json, then record.json): --out never appears; a later run sweeps the leftovers and completes."""
+    out = tmp_path / "run"
+    for k in (1, 4, 9, 10):
+        r = _dds_tiny_run(dds_files, out, kill_after=k)
+        assert r.returncode == -signal.SIGKILL, (k, r.stderr[-2000:])
+        assert not out.exists(), k
+        partial = [p for p in tmp_path.iterdir() if p.name != "run"]
+        assert partial and all(is_partial_run_folder(p) for p in partial), partial
+        assert sum(len(os.listdir(p)) for p in partial) >= k  # killed in the write phase, files had been written
+    r = _dds_tiny_run(dds_files, out)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rec = _assert_complete(out)
+    assert len(rec["files"]) == 9 and os.listdir(tmp_path) == ["run"]  # leftovers swept
+
+
+def test_dds_run_sigkill_during_overwrite_keeps_the_previous_run(dds_files, tmp_path):
+    """A killed --overwrite rerun leaves the previous complete run as it was, byte for byte."""
+    out = tmp_path / "run"
+    r = _dds_tiny_run(dds_files, out, "--seed", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    r = _dds_tiny_run(dds_files, out, "--overwrite", kill_after=5)
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    _assert_complete(out)
+
+
+# ------------------------------------------------------------------------------------------------------
+# dds.optimise: every setting and input checked before any work
+
+
+@pytest.fixture(scope="module")
+def dds_pair():
+    from conftest import make_tiny_generator
+
+    return make_tiny_generator(size=32, seed=0), make_tiny_generator(size=32, seed=1)
+
+
+def _dds_inputs(n: int = 2):
+    import torch
+
+    z = torch.randn(n, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(n, 1, 32, 32)
+    y[..., 8:20, 8:24] = 1
+    return z, y
+
+
+@pytest.fixture
+def no_dds_work(monkeypatch):
+    """Fail the test if optimise gets as far as building a feature extractor, an initial latent or a blend."""
+    from ddsutils import dds
+
+    def fail(*a, **k):
+        raise AssertionError("optimise started working before refusing its input")
+
+    for name in ("make_feature_extractor", "_initial_latent", "_blend_image"):
+        monkeypatch.setattr(dds, name, fail)
+
+
+_NAN, _INF = float("nan"), float("inf")
+
+#: (keywords of dds.optimise, text of the UserError): settings, refused before the references are made.
+DDS_API_SETTING_CASES = [
+    ({"num_steps": -1}, "num_steps: -1: must be >= 0"),
+    ({"num_steps": 2.5}, "num_steps: 2.5: must be a whole number"),
+    ({"lr": _INF}, "lr: inf: must be a finite number > 0"),
+    ({"lr": 0.0}, "lr: 0.0: must be > 0"),
+    ({"lr": -0.01}, "lr: -0.01: must be > 0"),
+    ({"lr": _NAN}, "lr: nan: must be a finite number > 0"),
+    ({"alpha": _NAN}, "alpha: nan: must be a finite number >= 0"),
+    ({"beta": _INF}, "beta: inf: must be a finite number >= 0"),
+    ({"gamma": -1.0}, "gamma: -1.0: must be >= 0"),
+    ({"inside_weight": _NAN, "mode": "refine"}, "inside_weight: nan: must be a finite number >= 0"),
+    ({"mse_weight": -1.0, "mode": "refine"}, "mse_weight: -1.0: must be >= 0"),
+    ({"dilation": -1, "mode": "blend"}, "dilation: -1: dilation and feather must be >= 0"),
+    ({"dilation": 1.5, "mode": "blend"}, "dilation: 1.5: must be a whole number"),
+    ({"feather": -1.0, "mode": "blend"}, "feather: -1.0: dilation and feather must be >= 0"),
+    ({"feather": _NAN, "mode": "blend"}, "feather: nan: must be a finite number"),
+    ({"blend_start": 99, "mode": "blend"}, "blend_start: 99: start must be a StyledConv index in 0.."),
+    ({"blend_start": -1, "mode": "blend"}, "blend_start: -1: start must be a StyledConv index in 0.."),
+    ({"blend_start": 2.5, "mode": "blend"}, "blend_start: 2.5: must be a whole number"),
+    ({"snapshot_every": 0}, "snapshot_every: 0: must be >= 1"),
+    ({"snapshot_every": -3}, "snapshot_every: -3: must be >= 1"),
+    ({"backbone": "vgg19"}, "backbone: vgg19: unknown backbone (did you mean vgg16?)"),
+    ({"backbone": "generator", "mode": "release"}, "backbone: generator: works in the paper mode only"),
+    ({"mode": "papr"}, "mode: papr: unknown mode (did you mean paper?)"),
+    ({"latent_space": "w++"}, "latent_space: w++: unknown value"),
+    ({"init": "best"}, "init: best: unknown value"),
+    ({"seed": "abc"}, "seed: abc: must be a whole number"),
+    ({"seed": 1.5}, "seed: 1.5: must be a whole number"),
+    ({"device": "tpu"}, "device: tpu: unknown device"),
+    ({"ref_truncation": 1.5}, "ref_truncation: 1.5: must be a truncation"),
+    ({"n_mean_latent": 0, "mode": "release"}, "n_mean_latent: 0: must be >= 1"),
+    ({"resize": 0}, "resize: 0: must be >= 1"),
+    ({"callback": 3}, "callback: must be a function"),
+]
+
+
+@pytest.mark.parametrize("kwargs, text", DDS_API_SETTING_CASES, ids=[str(c[0]) for c in DDS_API_SETTING_CASES])
+def test_dds_optimise_refuses_a_bad_setting_first(dds_pair, no_dds_work, monkeypatch, kwargs, text):
+    from ddsutils import dds
+
+    monkeypatch.setattr(dds, "_reference", lambda *a, **k: pytest.fail("references made before the check"))
+    z, y = _dds_inputs()
+    with pytest.raises(cli.UserError) as info:
+        dds.optimise(*dds_pair, z_star=z, y_s=y, y_t=y, **{"device": "cpu", "progress": False, **kwargs})
+    assert text in str(info.value)
+
+
+def test_dds_optimise_refuses_bad_generators(dds_pair, no_dds_work):
+    from conftest import make_tiny_generator
+    from ddsutils import dds
+
+    z, y = _dds_inputs()
+    with pytest.raises(cli.UserError, match="G_s: must be a ddsutils Generator, got a str 'toy-natural-64'"):
+        dds.optimise("toy-natural-64", dds_pair[1], z_star=z, y_s=y, y_t=y, device="cpu")
+    with pytest.raises(cli.UserError, match=r"G_t: the generators make different resolutions \(source 32 px, target "
+                                            r"16 px\)"):
+        dds.optimise(dds_pair[0], make_tiny_generator(size=16), z_star=z, y_s=y, y_t=y, device="cpu")
+    with pytest.raises(cli.UserError, match=r"G_t: the generators have different latent widths \(source 32, target "
+                                            r"16\)"):
+        dds.optimise(dds_pair[0], make_tiny_generator(size=32, style_dim=16), z_star=z, y_s=y, y_t=y, device="cpu")
+
+
+def _meta_mask():
+    import torch
+
+    return torch.zeros(2, 1, 32, 32, device="meta")
+
+
+#: (keywords replacing the inputs of a 2-pair call, text): data, refused before any extractor / latent / blend.
+DDS_API_DATA_CASES = [
+    ({"z_star": "zeros(0, 32)"}, "z_star: is empty (N = 0)"),
+    ({"z_star": None, "x_s": "zeros(0, 3, 32, 32)", "x_t": "zeros(0, 3, 32, 32)"}, "x_s: is empty (N = 0)"),
+    ({"z_star": "full((2, 32), nan)"}, "z_star: contains NaN or inf"),
+    ({"z_star": "zeros(2, 16)"}, "z_star: must be a tensor [N, 32], got shape [2, 16]"),
+    ({"seed": [1, 2, 3]}, "seed: [1, 2, 3]: has 3 seeds for 2 samples"),
+    ({"seed": [1, "x"]}, "seed: x: must be a whole number"),
+    ({"y_s": "meta"}, "y_s: is a tensor on the meta device"),
+    ({"y_t": [[0, 1]]}, "y_t: must be a tensor [N, 1, H, W] in {0, 1}, got list"),
+    ({"y_s": "ones(2, 3, 32, 32)"}, "y_s: must be [N, 1, H, W] (or [N, H, W]), got shape [2, 3, 32, 32]"),
+    ({"y_s": "ones(2, 1, 32, 32) * 0.5"}, "y_s: must be binary {0, 1}"),
+    ({"y_t": None}, "y_t: is missing: masks y_s and y_t are required"),
+    ({"y_s": "ones(3, 1, 32, 32)"}, "y_s: has batch 3, expected 2"),
+    ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": "full((2, 3, 32, 32), 2.0)"}, "x_t: has values in"),
+    ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": None}, "z_star: give either z_star"),
+    ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": "zeros(2, 3, 32, 32)", "mode": "refine"},
+     "composite: blend: refine with composite='blend' needs z_star"),
+    ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": "zeros(2, 3, 32, 32)", "backbone": "generator"},
+     "backbone: generator: backbone='generator' works in paper mode with z_star"),
+]
+
+
+@pytest.mark.parametrize("kwargs, text", DDS_API_DATA_CASES, ids=[c[1][:40] for c in DDS_API_DATA_CASES])
+def test_dds_optimise_refuses_bad_data_first(dds_pair, no_dds_work, kwargs, text):
+    import torch
+
+    from ddsutils import dds
+
+    z, y = _dds_inputs()
+    call = {"z_star": z, "y_s": y, "y_t": y.clone()}
+    for k, v in kwargs.items():
+        if v == "meta":
+            v = _meta_mask()
+        elif isinstance(v, str) and k not in ("mode", "backbone"):
+            v = eval(v, {"zeros": torch.zeros, "ones": torch.ones, "full": torch.full, "nan": float("nan")})
+        call[k] = v
+    with pytest.raises(cli.UserError) as info:
+        dds.optimise(*dds_pair, device="cpu", progress=False, **call)
+    assert text in str(info.value)
+
+
+@pytest.mark.filterwarnings("ignore:y_[st] (is empty|covers)")
+def test_dds_optimise_takes_numpy_masks_and_zero_steps(dds_pair):
+    """A numpy mask (bool, uint8 or float) gives the result of the same tensor mask; num_steps=0 and
+    snapshot_every=None are valid (the initial latent's image, no snapshots)."""
+    import torch
+
+    from ddsutils import dds
+
+    z, y = _dds_inputs()
+    kw = dict(z_star=z, backbone="generator", num_steps=2, device="cpu", progress=False)
+    ref = dds.optimise(*dds_pair, y_s=y, y_t=y, **kw)
+    for arr in (y.numpy(), y.numpy().astype("uint8"), y.numpy().astype(bool), y[:, 0].numpy()):
+        got = dds.optimise(*dds_pair, y_s=arr, y_t=y.numpy(), **kw)
+        assert torch.equal(got.image, ref.image) and torch.equal(got.y_s, ref.y_s)
+    r = dds.optimise(*dds_pair, y_s=y, y_t=y, **{**kw, "num_steps": 0, "snapshot_every": None})
+    assert r.snapshots == [] and r.history["total"].shape == (0, 2) and r.config["num_steps"] == 0
+
+
+@pytest.mark.gpu
+def test_dds_optimise_masks_on_another_device(dds_pair):
+    """Masks on the GPU with a CPU run (and the reverse) give the all-CPU result."""
+    import torch
+
+    from ddsutils import dds
+
+    z, y = _dds_inputs()
+    kw = dict(z_star=z, backbone="generator", num_steps=2, progress=False)
+    ref = dds.optimise(*dds_pair, y_s=y, y_t=y, device="cpu", **kw)
+    got = dds.optimise(*dds_pair, y_s=y.cuda(), y_t=y.cuda(), device="cpu", **kw)
+    assert torch.equal(got.image, ref.image)
+    gpu = dds.optimise(*dds_pair, y_s=y, y_t=y, device="cuda", **kw)
+    assert gpu.image.device.type == "cpu" and torch.allclose(gpu.image, ref.image, atol=1e-3)
