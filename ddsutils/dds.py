@@ -419,6 +419,7 @@ def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str
                             argument="blend_start", value=s["blend_start"])
         s["blend_start"] = start
     s["dilation"] = _non_negative(s["dilation"], "dilation", whole=True)
+    s["min_area"] = _non_negative(s["min_area"], "min_area", whole=True)
     _non_negative(s["feather"], "feather", whole=False)
     for x in _seed_items(s["seed"]) or [s["seed"]]:
         cli.int_arg(x, "seed")
@@ -644,7 +645,7 @@ def refine_loss(img: torch.Tensor, f, ref, composite: torch.Tensor, weight: torc
 
 
 def _blend_image(G_s: Generator, G_t: Generator, inp: DDSInputs, *, start: int, dilation: int, feather: float,
-                 truncation: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
+                 truncation: tuple[float, float], min_area: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend mode's image and ``G_t``'s w⁺ of ``z*`` (the layer blend of :mod:`ddsutils.layerblend`)."""
     from . import layerblend
 
@@ -653,7 +654,7 @@ def _blend_image(G_s: Generator, G_t: Generator, inp: DDSInputs, *, start: int, 
         return G.to_w_plus(inp.z_star, truncation=psi, truncation_latent=centre)
 
     w_s, w_t = w_plus(G_s, truncation[0]), w_plus(G_t, truncation[1])
-    mask = layerblend.prepare_mask(inp.y_s, dilation=dilation, feather=feather)
+    mask = layerblend.prepare_mask(inp.y_s, min_area=min_area, dilation=dilation, feather=feather)
     img = layerblend.blend_synthesis(G_s, G_t, w_s, w_t, mask, start=start)
     return img.clamp(-1, 1), w_t
 
@@ -692,6 +693,7 @@ def optimise(
     release_domain1: str = "target",
     n_mean_latent: int = 10000,
     blend_start: int | None = None,
+    min_area: int = 0,
     dilation: int = 1,
     feather: float = 0.0,
     composite: str = "blend",
@@ -754,6 +756,8 @@ def optimise(
         n_mean_latent: samples for the mean w (release init, ``init="mean"``).
         blend_start: blend (and refine's blend composite): first blended StyledConv layer, ``0 …
             G.num_layers``; default :func:`default_blend_start` (the first layer at the output resolution).
+        min_area: blend / refine: drop the mask's connected components smaller than this many pixels first
+            (specks far from the part; :func:`ddsutils.layerblend.remove_small_components`); 0 keeps all.
         dilation, feather: grow ``y_s`` by this many pixels and blur it (σ in pixels) before blending; refine
             weights its pixel term inside the dilated mask.
         composite: refine's target image: ``"blend"`` (needs ``z_star``) or ``"paste"``.
@@ -779,6 +783,7 @@ def optimise(
     num_steps, snapshot_every, n_mean_latent = s["num_steps"], s["snapshot_every"], s["n_mean_latent"]
     resize = s["resize"]
     blend_start, dilation, dev, truncation = s["blend_start"], s["dilation"], s["device"], s["ref_truncation"]
+    min_area = s["min_area"]
     from tqdm.auto import tqdm
 
     # -- settings ---------------------------------------------------------------------------------
@@ -810,7 +815,7 @@ def optimise(
         "num_steps": num_steps, "snapshot_every": snapshot_every, "ref_truncation": list(truncation),
         "release_domain1": release_domain1, "n_mean_latent": n_mean_latent, "seeds": seeds,
         "release_weights": dict(RELEASE_WEIGHTS) if release else None, "blend_start": start,
-        "dilation": dilation, "feather": feather, "composite": composite, "inside_weight": inside_weight,
+        "min_area": min_area, "dilation": dilation, "feather": feather, "composite": composite, "inside_weight": inside_weight,
         "mse_weight": mse_weight, "device": str(dev), "n": n, "size": G_t.size,
         "generators": {"source": G_s.config, "target": G_t.config},
     }
@@ -820,7 +825,7 @@ def optimise(
     if mode == "blend":
         with torch.no_grad():
             image, w_t = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
-                                      truncation=truncation)
+                                      truncation=truncation, min_area=min_area)
         config.update(num_steps=0, latent_space="w+", init="z_star")
         return _result(inp, image.cpu(), None, w_t, {"total": torch.zeros(0, n)}, [], config,
                        time.perf_counter() - t0, 1)
@@ -853,12 +858,12 @@ def optimise(
             ref_s = _reference(G_s, inp.z_star, truncation[0], features=True)[1]
             ref_t = _reference(G_t, inp.z_star, truncation[1], features=True)[1]
         elif refine:
-            mask = _dilated(inp.y_s, dilation)
+            mask = _dilated(inp.y_s, dilation, min_area)
             if composite == "blend":
                 if inp.z_star is None:
                     raise ValueError("refine with composite='blend' needs z_star; pass composite='paste' for images")
                 target_img = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
-                                          truncation=truncation)[0]
+                                          truncation=truncation, min_area=min_area)[0]
             else:
                 target_img = inp.x_s * inp.y_s + inp.x_t * (1 - inp.y_s)
             weight = 1 + (inside_weight - 1) * mask
@@ -928,10 +933,10 @@ def _optimise_defaults() -> dict[str, Any]:
 _OPTIMISE_DEFAULTS = _optimise_defaults()
 
 
-def _dilated(mask: torch.Tensor, dilation: int) -> torch.Tensor:
+def _dilated(mask: torch.Tensor, dilation: int, min_area: int = 0) -> torch.Tensor:
     from .layerblend import prepare_mask
 
-    return prepare_mask(mask, dilation=dilation)
+    return prepare_mask(mask, min_area=min_area, dilation=dilation)
 
 
 def _result(inp: DDSInputs, image: torch.Tensor, image_source: torch.Tensor | None, latent: torch.Tensor,
@@ -1023,7 +1028,8 @@ _RUN_FLAGS = {"G_s": ("--source", "source"), "G_t": ("--target", "target"), "mod
               "backbone": ("--backbone", "backbone"), "alpha": ("--alpha", "alpha"), "beta": ("--beta", "beta"),
               "gamma": ("--gamma", "gamma"), "lr": ("--lr", "lr"), "num_steps": ("--steps", "steps"),
               "snapshot_every": ("--snapshot-every", "snapshot_every"), "seed": ("--seed", "seed"),
-              "blend_start": ("--blend-start", "blend_start"), "dilation": ("--dilation", "dilation"),
+              "blend_start": ("--blend-start", "blend_start"), "min_area": ("--min-area", "min_area"),
+              "dilation": ("--dilation", "dilation"),
               "feather": ("--feather", "feather"), "composite": ("--composite", "composite"),
               "device": ("--device", "device")}
 
@@ -1055,7 +1061,8 @@ def _run_cli(a: Any) -> int:
     truncation = _truncations(a.mode, None, "target")  # the masks are drawn on the references themselves
     settings = dict(mode=a.mode, latent_space=a.latent_space, init=a.init, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
                     backbone=a.backbone, lr=a.lr, num_steps=a.steps, snapshot_every=a.snapshot_every, seed=a.seed,
-                    blend_start=a.blend_start, dilation=a.dilation, feather=a.feather, composite=a.composite,
+                    blend_start=a.blend_start, min_area=a.min_area, dilation=a.dilation, feather=a.feather,
+                    composite=a.composite,
                     ref_truncation=truncation, device=dev)
     flags = {k: (flag, getattr(a, attr)) for k, (flag, attr) in _RUN_FLAGS.items()}
     backbone = a.backbone or ("lpips-alex" if a.mode == "refine" else "vgg16")
@@ -1146,7 +1153,7 @@ def _default_pairs() -> tuple[tuple[str, str], ...]:
 _SETTABLE: dict[str, type] = {
     "latent_space": str, "init": str, "alpha": float, "beta": float, "gamma": float, "backbone": str, "layers": str,
     "normalize": str, "norm": str, "mask_resize": str, "backbone_weights": str, "lr": float, "release_domain1": str,
-    "blend_start": int, "dilation": int, "feather": float, "composite": str, "inside_weight": float,
+    "blend_start": int, "min_area": int, "dilation": int, "feather": float, "composite": str, "inside_weight": float,
     "mse_weight": float}
 #: Keywords ``dds evaluate`` sets from its own arguments.
 _NOT_SETTABLE = {"num_steps": "--steps", "steps": "--steps", "seed": "--seed", "mode": "--modes", "modes": "--modes",
@@ -1311,6 +1318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--lr", type=rate, default=None, help="Adam learning rate (default: 0.01; refine 0.05)")
     r.add_argument("--blend-start", type=nonneg, default=None,
                    help="blend/refine: first blended StyledConv layer (default: the first at full resolution)")
+    r.add_argument("--min-area", type=nonneg, default=0,
+                   help="blend/refine: drop mask components smaller than this many px (0: keep all)")
     r.add_argument("--dilation", type=nonneg, default=1, help="blend/refine: grow the source mask by this many px")
     r.add_argument("--feather", type=weight, default=0.0, help="blend/refine: Gaussian blur of the mask (sigma, px)")
     r.add_argument("--composite", choices=("blend", "paste"), default="blend", help="refine: the target image")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .stylegan2 import Generator
 
-__all__ = ["prepare_mask", "blend_synthesis", "layer_resolutions"]
+__all__ = ["prepare_mask", "remove_small_components", "blend_synthesis", "layer_resolutions"]
 
 
 def layer_resolutions(G: Generator) -> list[int]:
@@ -30,11 +30,42 @@ def layer_resolutions(G: Generator) -> list[int]:
     return [2 ** ((i + 5) // 2) for i in range(G.num_layers)]
 
 
-def prepare_mask(mask: torch.Tensor, *, dilation: int = 0, feather: float = 0.0) -> torch.Tensor:
-    """Dilate and feather a binary mask at full resolution.
+def remove_small_components(mask: torch.Tensor, min_area: int) -> torch.Tensor:
+    """Drop the 8-connected components of a binary mask with fewer than ``min_area`` pixels.
 
     Args:
-        mask: ``[N, 1, H, W]`` in {0, 1} (soft values are kept).
+        mask: ``[N, 1, H, W]``; pixels > 0.5 are in the mask.
+        min_area: smallest component kept, in pixels (0 or 1: the mask is returned unchanged).
+
+    Returns:
+        ``[N, 1, H, W]`` float in {0, 1}.
+    """
+    on = mask > 0.5
+    if min_area <= 1 or not on.any():
+        return on.to(mask.dtype if mask.is_floating_point() else torch.float32)
+    n, _, h, w = on.shape
+    # label propagation: every pixel starts with its own id; each step takes the 3 × 3 maximum inside the mask
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32, device=mask.device).view(1, 1, h, w).expand(n, 1, h, w)
+    label = torch.where(on, ids, torch.zeros_like(ids))
+    while True:
+        grown = torch.where(on, F.max_pool2d(label, 3, stride=1, padding=1), label)
+        if torch.equal(grown, label):
+            break
+        label = grown
+    flat = label.long().flatten(1)
+    areas = torch.zeros(n, h * w + 1, dtype=torch.long, device=mask.device).scatter_add_(
+        1, flat, torch.ones_like(flat))
+    keep = areas.gather(1, flat) >= min_area
+    return (on.flatten(1) & keep).view(n, 1, h, w).float()
+
+
+def prepare_mask(mask: torch.Tensor, *, min_area: int = 0, dilation: int = 0, feather: float = 0.0) -> torch.Tensor:
+    """Clean, dilate and feather a binary mask at full resolution.
+
+    Args:
+        mask: ``[N, 1, H, W]`` in {0, 1} (soft values are kept when ``min_area`` is 0).
+        min_area: first drop connected components smaller than this many pixels (specks a segmenter or parser
+            leaves far from the part; :func:`remove_small_components`); 0: keep everything.
         dilation: grow the mask by this many pixels (square structuring element); 0: unchanged.
         feather: standard deviation in pixels of a Gaussian blur applied after the dilation; 0: hard edges.
 
@@ -42,8 +73,10 @@ def prepare_mask(mask: torch.Tensor, *, dilation: int = 0, feather: float = 0.0)
         ``[N, 1, H, W]`` float in [0, 1].
     """
     m = mask.float()
-    if dilation < 0 or feather < 0:
-        raise ValueError(f"dilation and feather must be >= 0, got {dilation} and {feather}")
+    if dilation < 0 or feather < 0 or min_area < 0:
+        raise ValueError(f"min_area, dilation and feather must be >= 0, got {min_area}, {dilation} and {feather}")
+    if min_area:
+        m = remove_small_components(m, min_area)
     if dilation:
         m = F.max_pool2d(m, kernel_size=2 * dilation + 1, stride=1, padding=dilation)
     if feather:

@@ -225,6 +225,19 @@ def test_blend_batch_independence_and_determinism(gens):
         torch.testing.assert_close(alone.image, whole.image[i:i + 1], atol=1e-5, rtol=0)  # batched conv rounding
 
 
+def test_small_components_are_dropped_and_parts_kept():
+    m = torch.zeros(2, 1, 10, 12)
+    m[0, 0, 1:4, 1:4] = 1      # 9 px
+    m[0, 0, 6, 6] = m[0, 0, 7, 7] = 1  # two diagonal neighbours: one 8-connected component of 2 px
+    m[0, 0, 2:9, 10] = 1       # a 7 px line
+    m[1, 0, 0, 0] = 1          # 1 px
+    kept = layerblend.remove_small_components(m, 3)
+    assert kept[0, 0, 1:4, 1:4].all() and kept[0, 0, 2:9, 10].all() and kept[0].sum() == 16 and kept[1].sum() == 0
+    assert layerblend.remove_small_components(m, 2)[0].sum() == 18  # the diagonal pair survives at 2
+    assert torch.equal(layerblend.remove_small_components(m, 0), m)
+    assert layerblend.prepare_mask(m, min_area=8, dilation=1)[0].sum() == 25  # 9 px square, then dilated
+
+
 @pytest.mark.filterwarnings("ignore:y_t covers")
 def test_blend_mask_preparation_and_bad_settings(gens):
     y = torch.zeros(1, 1, 9, 9)
