@@ -421,8 +421,6 @@ def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str
     s["dilation"] = _non_negative(s["dilation"], "dilation", whole=True)
     s["min_area"] = _non_negative(s["min_area"], "min_area", whole=True)
     _non_negative(s["feather"], "feather", whole=False)
-    for x in _seed_items(s["seed"]) or [s["seed"]]:
-        cli.int_arg(x, "seed")
     if s["callback"] is not None and not callable(s["callback"]):
         raise UserError(f"must be a function callback(step, losses, images) or None, got a "
                         f"{type(s['callback']).__name__}",

@@ -800,42 +800,46 @@ def dds_files(tmp_path_factory) -> Path:
     return d
 
 
-_TOY = ["run", "--source", "toy-caricature-64", "--target", "toy-natural-64", "--out", "{tmp}/out", "--device", "cpu"]
+_TOY = ["run", "--source", "toy-caricature-64", "--target", "toy-natural-64", "--out", "{tmp}/out", "--device", "cpu",
+        "--n", "1", "--steps", "1", "--quiet"]
 _TINY = ["run", "--source", "{d}/g32.pt", "--target", "{d}/g32b.pt", "--segmenter", "{d}/seg32.pt",
-         "--out", "{tmp}/out", "--device", "cpu"]
+         "--out", "{tmp}/out", "--device", "cpu", "--n", "1", "--steps", "1", "--quiet"]
+#: --out cases: with a --source that cannot be loaded, so that they show --out is checked before any loading.
+_OUT = [*_TINY[:2], "{d}/rand.pt", *_TINY[3:7], *_TINY[9:]]
 _EVAL = ["evaluate", "--pairs", "caricature:natural", "--n", "2", "--json", "{tmp}/e.json"]
 
 #: ``python -m ddsutils.dds`` cases, in the format of :data:`CLI_CASES` ({d}: :func:`dds_files`). Every one must
-#: fail before any segmenter training, optimisation or rendering (the error line, exit 2, nothing written).
+#: fail before any segmenter training, optimisation or rendering (the error line, exit 2, nothing written). The
+#: bases are tiny runs (one pair, one step), so that a guard that stops working fails its case quickly.
 DDS_CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
     # --- dds run: one argument (issue cases 9, 10, 11)
-    ("dds-n-zero", "dds", [*_TOY, "--n", "0"], "--n: 0: must be >= 1", {}),
-    ("dds-steps-negative", "dds", [*_TOY, "--steps", "-1"], "--steps: -1: must be >= 0", {}),
-    ("dds-steps-float", "dds", [*_TOY, "--steps", "2.5"], "--steps: 2.5: must be a whole number", {}),
-    ("dds-alpha-nan", "dds", [*_TOY, "--alpha", "nan"], "--alpha: nan: must be a finite number >= 0", {}),
-    ("dds-gamma-negative", "dds", [*_TOY, "--gamma=-0.5"], "--gamma: -0.5: must be >= 0", {}),
-    ("dds-lr-inf", "dds", [*_TOY, "--lr", "inf"], "--lr: inf: must be a finite number > 0", {}),
-    ("dds-lr-zero", "dds", [*_TOY, "--lr", "0"], "--lr: 0: must be > 0", {}),
-    ("dds-lr-negative", "dds", [*_TOY, "--lr=-0.01"], "--lr: -0.01: must be > 0", {}),
-    ("dds-backbone-vgg19", "dds", [*_TOY, "--backbone", "vgg19"],
+    ("dds-n-zero", "dds", [*_TINY, "--n", "0"], "--n: 0: must be >= 1", {}),
+    ("dds-steps-negative", "dds", [*_TINY, "--steps", "-1"], "--steps: -1: must be >= 0", {}),
+    ("dds-steps-float", "dds", [*_TINY, "--steps", "2.5"], "--steps: 2.5: must be a whole number", {}),
+    ("dds-alpha-nan", "dds", [*_TINY, "--alpha", "nan"], "--alpha: nan: must be a finite number >= 0", {}),
+    ("dds-gamma-negative", "dds", [*_TINY, "--gamma=-0.5"], "--gamma: -0.5: must be >= 0", {}),
+    ("dds-lr-inf", "dds", [*_TINY, "--lr", "inf"], "--lr: inf: must be a finite number > 0", {}),
+    ("dds-lr-zero", "dds", [*_TINY, "--lr", "0"], "--lr: 0: must be > 0", {}),
+    ("dds-lr-negative", "dds", [*_TINY, "--lr=-0.01"], "--lr: -0.01: must be > 0", {}),
+    ("dds-backbone-vgg19", "dds", [*_TINY, "--backbone", "vgg19"],
      "--backbone: vgg19: unknown backbone (did you mean vgg16?); choose one of: vgg16, alexnet, squeezenet1_1, "
      "resnet18, lpips-alex, lpips-vgg, generator", {}),
-    ("dds-out-file", "dds", [*_TOY[:-4], "--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
-    ("dds-out-exists", "dds", [*_TOY[:-4], "--out", "{d}/existing_run"],
+    ("dds-out-file", "dds", [*_OUT, "--out", "{d}/afile"], "--out: {d}/afile: is an existing file", {}),
+    ("dds-out-exists", "dds", [*_OUT, "--out", "{d}/existing_run"],
      "--out: {d}/existing_run: already exists; pass --overwrite", {}),
-    ("dds-out-partial", "dds", [*_TOY[:-4], "--out", "{d}/.r.partial-abc"], "temporary folder of an unfinished run", {}),
+    ("dds-out-partial", "dds", [*_OUT, "--out", "{d}/.r.partial-abc"], "temporary folder of an unfinished run", {}),
     ("dds-mask-ears", "dds", [*_TOY, "--mask", "ears"], "--mask: ears: unknown toy-world mask", {}),
     ("dds-segmenter-missing", "dds", [*_TOY, "--segmenter", "{tmp}/missing.pt"],
      "--segmenter: {tmp}/missing.pt: no such segmenter file", {}),
     ("dds-label-truncation", "dds", [*_TOY, "--label-truncation", "2"],
      "--label-truncation: 2: must be >= 0 and <= 1", {}),
-    ("dds-dilation-negative", "dds", [*_TOY, "--dilation", "-1"], "--dilation: -1: must be >= 0", {}),
-    ("dds-feather-nan", "dds", [*_TOY, "--feather", "nan"], "--feather: nan: must be a finite number >= 0", {}),
-    ("dds-snapshot-zero", "dds", [*_TOY, "--snapshot-every", "0"], "--snapshot-every: 0: must be >= 1", {}),
-    ("dds-snapshot-negative", "dds", [*_TOY, "--snapshot-every", "-5"], "--snapshot-every: -5: must be >= 1", {}),
-    ("dds-seed-negative", "dds", [*_TOY, "--seed", "-1"], "--seed: -1: must be >= 0", {}),
-    ("dds-device-tpu", "dds", [*_TOY, "--device", "tpu"], "--device: tpu: unknown device", {}),
-    ("dds-mode-typo", "dds", [*_TOY, "--mode", "papr"], "--mode: invalid choice: 'papr'", {}),
+    ("dds-dilation-negative", "dds", [*_TINY, "--dilation", "-1"], "--dilation: -1: must be >= 0", {}),
+    ("dds-feather-nan", "dds", [*_TINY, "--feather", "nan"], "--feather: nan: must be a finite number >= 0", {}),
+    ("dds-snapshot-zero", "dds", [*_TINY, "--snapshot-every", "0"], "--snapshot-every: 0: must be >= 1", {}),
+    ("dds-snapshot-negative", "dds", [*_TINY, "--snapshot-every", "-5"], "--snapshot-every: -5: must be >= 1", {}),
+    ("dds-seed-negative", "dds", [*_TINY, "--seed", "-1"], "--seed: -1: must be >= 0", {}),
+    ("dds-device-tpu", "dds", [*_OUT, "--out", "{tmp}/out", "--device", "tpu"], "--device: tpu: unknown device", {}),
+    ("dds-mode-typo", "dds", [*_TINY, "--mode", "papr"], "--mode: invalid choice: 'papr'", {}),
     # --- dds run: found once the files are loaded, still before segmenter training (issue case 10)
     ("dds-resolutions", "dds", [*_TOY[:2], "{d}/g32.pt", *_TOY[3:]],
      "--target: toy-natural-64: the generators make different resolutions (source 32 px, target 64 px)", {}),
@@ -1045,6 +1049,12 @@ DDS_API_SETTING_CASES = [
     ({"n_mean_latent": 0, "mode": "release"}, "n_mean_latent: 0: must be >= 1"),
     ({"resize": 0}, "resize: 0: must be >= 1"),
     ({"callback": 3}, "callback: must be a function"),
+    ({"release_domain1": "both", "mode": "release"}, "release_domain1: both: unknown value; choose one of: target, source"),
+    ({"composite": "mix", "mode": "refine"}, "composite: mix: unknown value; choose one of: blend, paste"),
+    ({"norm": "l1"}, "norm: l1: unknown value; choose one of: mse, paper"),
+    ({"mask_resize": "cubic"}, "mask_resize: cubic: unknown value"),
+    ({"normalize": "zscore"}, "normalize: zscore: unknown value"),
+    ({"backbone_weights": "/nonexistent/vgg.pth"}, "backbone_weights: /nonexistent/vgg.pth: no such state-dict file"),
 ]
 
 
@@ -1080,19 +1090,23 @@ def _meta_mask():
     return torch.zeros(2, 1, 32, 32, device="meta")
 
 
-#: (keywords replacing the inputs of a 2-pair call, text): data, refused before any extractor / latent / blend.
+#: (keywords replacing the inputs of a 2-pair call, text): data, refused before any extractor / latent / blend;
+#: the first group (latents, seeds, a missing mask) before the references G(z*) are made.
+_EARLY = 7
 DDS_API_DATA_CASES = [
     ({"z_star": "zeros(0, 32)"}, "z_star: is empty (N = 0)"),
-    ({"z_star": None, "x_s": "zeros(0, 3, 32, 32)", "x_t": "zeros(0, 3, 32, 32)"}, "x_s: is empty (N = 0)"),
     ({"z_star": "full((2, 32), nan)"}, "z_star: contains NaN or inf"),
     ({"z_star": "zeros(2, 16)"}, "z_star: must be a tensor [N, 32], got shape [2, 16]"),
+    ({"z_star": [[0.0] * 32] * 2}, "z_star: must be a tensor [N, 32], got list"),
     ({"seed": [1, 2, 3]}, "seed: [1, 2, 3]: has 3 seeds for 2 samples"),
     ({"seed": [1, "x"]}, "seed: x: must be a whole number"),
+    ({"y_t": None}, "y_t: is missing: masks y_s and y_t are required"),
+    ({"z_star": None, "x_s": "zeros(0, 3, 32, 32)", "x_t": "zeros(0, 3, 32, 32)"}, "x_s: is empty (N = 0)"),
+    ({"x_s": "zeros(3, 3, 32, 32)", "x_t": "zeros(3, 3, 32, 32)"}, "z_star: has 2 latents but the images have batch 3"),
     ({"y_s": "meta"}, "y_s: is a tensor on the meta device"),
     ({"y_t": [[0, 1]]}, "y_t: must be a tensor [N, 1, H, W] in {0, 1}, got list"),
     ({"y_s": "ones(2, 3, 32, 32)"}, "y_s: must be [N, 1, H, W] (or [N, H, W]), got shape [2, 3, 32, 32]"),
     ({"y_s": "ones(2, 1, 32, 32) * 0.5"}, "y_s: must be binary {0, 1}"),
-    ({"y_t": None}, "y_t: is missing: masks y_s and y_t are required"),
     ({"y_s": "ones(3, 1, 32, 32)"}, "y_s: has batch 3, expected 2"),
     ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": "full((2, 3, 32, 32), 2.0)"}, "x_t: has values in"),
     ({"z_star": None, "x_s": "zeros(2, 3, 32, 32)", "x_t": None}, "z_star: give either z_star"),
@@ -1103,12 +1117,16 @@ DDS_API_DATA_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kwargs, text", DDS_API_DATA_CASES, ids=[c[1][:40] for c in DDS_API_DATA_CASES])
-def test_dds_optimise_refuses_bad_data_first(dds_pair, no_dds_work, kwargs, text):
+@pytest.mark.parametrize("i", range(len(DDS_API_DATA_CASES)),
+                         ids=[__import__("re").sub(r"\W+", "_", c[1])[:60] for c in DDS_API_DATA_CASES])
+def test_dds_optimise_refuses_bad_data_first(dds_pair, no_dds_work, monkeypatch, i):
     import torch
 
     from ddsutils import dds
 
+    kwargs, text = DDS_API_DATA_CASES[i]
+    if i < _EARLY:
+        monkeypatch.setattr(dds, "_reference", lambda *a, **k: pytest.fail("references made before the check"))
     z, y = _dds_inputs()
     call = {"z_star": z, "y_s": y, "y_t": y.clone()}
     for k, v in kwargs.items():
@@ -1120,6 +1138,27 @@ def test_dds_optimise_refuses_bad_data_first(dds_pair, no_dds_work, kwargs, text
     with pytest.raises(cli.UserError) as info:
         dds.optimise(*dds_pair, device="cpu", progress=False, **call)
     assert text in str(info.value)
+
+
+def test_dds_masks_for_checks_before_loading_or_training(dds_pair, monkeypatch):
+    """_masks_for (dds run's masks): a bad segmenter_on, label_truncation or mask, or a generator the judge parser
+    cannot label (32 px vs 64 px), is refused before the parser labels anything or a segmenter is trained."""
+    import torch
+
+    from ddsutils import dds, judges
+    from ddsutils import segmenter as S
+
+    monkeypatch.setattr(S, "train_from_oracle", lambda *a, **k: pytest.fail("a segmenter was trained"))
+    monkeypatch.setattr(judges, "predict_parts", lambda *a, **k: pytest.fail("the parser labelled images"))
+    z = torch.randn(1, 32)
+    base = dict(mask="hair", segmenter_path=None, segmenter_on="source", seed=0, device=torch.device("cpu"))
+    for kw, text in (({"segmenter_on": "both"}, "segmenter_on: both: unknown value; choose one of: source, target"),
+                     ({"label_truncation": float("nan")}, "label_truncation: nan: must be a finite number >= 0"),
+                     ({"mask": "ears"}, "mask: ears: unknown toy-world mask"),
+                     ({}, "the toy-world judge parser reads 64 px images but the source generator makes 32 px")):
+        with pytest.raises(cli.UserError) as info:
+            dds._masks_for(*dds_pair, z, **{**base, **kw})
+        assert text in str(info.value)
 
 
 @pytest.mark.filterwarnings("ignore:y_[st] (is empty|covers)")
