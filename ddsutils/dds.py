@@ -345,10 +345,12 @@ def _per_sample_seeds(seed: int | Sequence[int], n: int) -> list[int]:
 
 
 def _non_negative(value: Any, name: str, *, whole: bool) -> int | float:
-    """A whole number (``whole``) or a finite number >= 0 for ``dilation`` / ``feather``."""
+    """A whole number (``whole``) or a finite number >= 0: how much the mask is changed (``dilation``,
+    ``feather``, ``min_area``; 0 leaves it as it is)."""
     out = cli.int_arg(value, name) if whole else cli.float_arg(value, name)
     if out < 0:
-        raise UserError("dilation and feather must be >= 0 (0 leaves the mask as it is)", argument=name, value=value)
+        what = "dilation and feather must be >= 0" if name in ("dilation", "feather") else "must be >= 0"
+        raise UserError(f"{what} (0 leaves the mask as it is)", argument=name, value=value)
     return out
 
 
@@ -1253,10 +1255,8 @@ def _evaluate_cli(a: Any) -> int:
         cli.say(f"loading the generators {', '.join(f'toy-{s}-64' for s in styles)} and checking the feature "
                 "weights", prog=prog)
         gens = {s: cli.load("--pairs", f"toy-{s}-64", lambda v: load_generator(v, device=dev)) for s in styles}
-        scoring._check_dds_settings(gens, pairs, a.modes, settings, num_steps=a.steps, seed=a.seed, device=dev)
-        scoring._resolve_weights(a.modes, settings, fd_n=a.fd_n, lpips=True)
         cli.say(f"scoring {len(pairs) * len(a.masks)} pair x mask cell(s) with {', '.join(a.modes)}: n={a.n}, "
-                f"{a.steps} DDS steps (loading the judges, rendering the Fréchet references)", prog=prog)
+                f"{a.steps} DDS steps (first: every run's settings, the judges and the feature weights)", prog=prog)
         res = scoring.evaluate(generators=gens, progress=not a.quiet, **args)
     except UserError as exc:
         raise _cli_names(exc, flags)

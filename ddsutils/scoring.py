@@ -372,8 +372,7 @@ def _check_evaluate_args(*, generators: Mapping[str, Any] | None, pairs: Sequenc
         if missing:
             raise cli.UserError(f"has no generator for {', '.join(missing)} (pairs need it)", argument="generators",
                                 value=sorted(generators))
-    n = cli.positive_int(n, "n")
-    cli.non_negative_int(num_steps, "num_steps")
+    n = cli.positive_int(n, "n")  # num_steps: with every run's settings (_check_dds_settings)
     cli.int_arg(seed, "seed", min=0)
     fd_n, ceiling_n = cli.non_negative_int(fd_n, "fd_n"), cli.non_negative_int(ceiling_n, "ceiling_n")
     if fd_n and fd_fn is None:

@@ -806,7 +806,8 @@ _TINY = ["run", "--source", "{d}/g32.pt", "--target", "{d}/g32b.pt", "--segmente
          "--out", "{tmp}/out", "--device", "cpu", "--n", "1", "--steps", "1", "--quiet"]
 #: --out cases: with a --source that cannot be loaded, so that they show --out is checked before any loading.
 _OUT = [*_TINY[:2], "{d}/rand.pt", *_TINY[3:7], *_TINY[9:]]
-_EVAL = ["evaluate", "--pairs", "caricature:natural", "--n", "2", "--json", "{tmp}/e.json"]
+_EVAL = ["evaluate", "--pairs", "caricature:natural", "--n", "2", "--json", "{tmp}/e.json", "--steps", "1", "--fd-n",
+         "0", "--ceiling-n", "0", "--modes", "blend", "--masks", "hair", "--quiet"]
 
 #: ``python -m ddsutils.dds`` cases, in the format of :data:`CLI_CASES` ({d}: :func:`dds_files`). Every one must
 #: fail before any segmenter training, optimisation or rendering (the error line, exit 2, nothing written). The
@@ -834,6 +835,7 @@ DDS_CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
     ("dds-label-truncation", "dds", [*_TOY, "--label-truncation", "2"],
      "--label-truncation: 2: must be >= 0 and <= 1", {}),
     ("dds-dilation-negative", "dds", [*_TINY, "--dilation", "-1"], "--dilation: -1: must be >= 0", {}),
+    ("dds-min-area-negative", "dds", [*_TINY, "--min-area", "-1"], "--min-area: -1: must be >= 0", {}),
     ("dds-feather-nan", "dds", [*_TINY, "--feather", "nan"], "--feather: nan: must be a finite number >= 0", {}),
     ("dds-snapshot-zero", "dds", [*_TINY, "--snapshot-every", "0"], "--snapshot-every: 0: must be >= 1", {}),
     ("dds-snapshot-negative", "dds", [*_TINY, "--snapshot-every", "-5"], "--snapshot-every: -5: must be >= 1", {}),
@@ -880,16 +882,23 @@ DDS_CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
     ("dds-eval-lr-twice", "dds", [*_EVAL, "--lr", "0.1", "--set", "lr=0.2"], "--set lr: 0.2: is given twice", {}),
     ("dds-eval-fd-n", "dds", [*_EVAL, "--fd-n", "-1"], "--fd-n: -1: must be >= 0", {}),
     ("dds-eval-fd-n-one", "dds", [*_EVAL, "--fd-n", "1"], "--fd-n: 1: must be 0 (no Fréchet distance) or >= 2", {}),
-    ("dds-eval-n-one", "dds", [*_EVAL[:3], "--n", "1", *_EVAL[5:]], "--n: 1: the Fréchet distance needs at least 2", {}),
+    ("dds-eval-n-one", "dds", [*_EVAL, "--n", "1", "--fd-n", "2"], "--n: 1: the Fréchet distance needs at least 2", {}),
     ("dds-eval-ceiling-n", "dds", [*_EVAL, "--ceiling-n", "-1"], "--ceiling-n: -1: must be >= 0", {}),
     ("dds-eval-steps", "dds", [*_EVAL, "--steps", "-2"], "--steps: -2: must be >= 0", {}),
-    ("dds-eval-json-folder", "dds", [*_EVAL[:-2], "--json", "{d}"], "--json: {d}: is a folder", {}),
+    ("dds-eval-json-folder", "dds", [*_EVAL, "--json", "{d}"], "--json: {d}: is a folder", {}),
     ("dds-eval-figures-file", "dds", [*_EVAL, "--figures", "{d}/afile"], "--figures: {d}/afile: is an existing file", {}),
     ("dds-eval-figures-under-file", "dds", [*_EVAL, "--figures", "{d}/afile/figs"], "afile is a file", {}),
     ("dds-eval-device", "dds", [*_EVAL, "--device", "tpu"], "--device: tpu: unknown device", {}),
     ("dds-eval-offline", "dds", [*_EVAL, "--modes", "blend", "refine"], "--modes: refine: weights 'alexnet-imagenet'",
      {"DDS_WEIGHTS_DIR": "{tmp}/empty"}),
 ]
+
+#: dds cases that need the generators (segmenter, judge, weights) loaded to find the error; every other case must
+#: fail before the command loads anything (no "[ddsutils.dds ...] loading" line).
+_DDS_AFTER_LOADING = ("dds-resolutions", "dds-parser-resolution", "dds-source-garbage", "dds-offline-vgg",
+                      "dds-offline-lpips", "dds-segmenter-garbage", "dds-segmenter-other-arch",
+                      "dds-mask-not-the-segmenters", "dds-blend-start-99", "dds-generator-backbone-release",
+                      "dds-eval-set-negative", "dds-eval-set-blend-start", "dds-eval-set-backbone", "dds-eval-offline")
 
 #: dds cases also run as real ``python -m ddsutils.dds`` processes.
 _DDS_TRUE_SUBPROCESS = ("dds-n-zero", "dds-resolutions", "dds-eval-set-abc")
@@ -909,6 +918,8 @@ def dds_cli_results(dds_files, tmp_path_factory):
 @pytest.mark.parametrize("case", DDS_CLI_CASES, ids=[c[0] for c in DDS_CLI_CASES])
 def test_dds_cli_case(case, dds_cli_results, dds_files):
     _check_cli_result(case, dds_cli_results[case[0]], dds_files)
+    if case[0] not in _DDS_AFTER_LOADING:  # refused from the arguments alone, before any file is loaded
+        assert "[ddsutils.dds" not in dds_cli_results[case[0]]["stderr"], dds_cli_results[case[0]]["stderr"]
 
 
 def test_dds_cli_cases_as_real_processes(dds_cli_results, dds_files, tmp_path):
@@ -1029,6 +1040,8 @@ DDS_API_SETTING_CASES = [
     ({"inside_weight": _NAN, "mode": "refine"}, "inside_weight: nan: must be a finite number >= 0"),
     ({"mse_weight": -1.0, "mode": "refine"}, "mse_weight: -1.0: must be >= 0"),
     ({"dilation": -1, "mode": "blend"}, "dilation: -1: dilation and feather must be >= 0"),
+    ({"min_area": -1, "mode": "blend"}, "min_area: -1: must be >= 0 (0 leaves the mask as it is)"),
+    ({"min_area": 2.5, "mode": "refine"}, "min_area: 2.5: must be a whole number"),
     ({"dilation": 1.5, "mode": "blend"}, "dilation: 1.5: must be a whole number"),
     ({"feather": -1.0, "mode": "blend"}, "feather: -1.0: dilation and feather must be >= 0"),
     ({"feather": _NAN, "mode": "blend"}, "feather: nan: must be a finite number"),
