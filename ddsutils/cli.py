@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 __all__ = [
     "UserError", "command", "ArgumentParser", "debug_requested", "one_line", "say",
     "int_arg", "positive_int", "non_negative_int", "float_arg", "existing_file", "output_file", "output_folder",
-    "choice", "device", "load", "argtype",
+    "choice", "device", "load", "argtype", "no_progress",
 ]
 
 _UNSET: Any = object()
@@ -117,6 +117,12 @@ def debug_requested(argv: Sequence[str] | None = None) -> bool:
 def say(message: str, *, prog: str | None = None) -> None:
     """Tell the user what a command is about to do: one line on stderr, flushed (before each long phase)."""
     print(f"[{prog}] {message}" if prog else message, file=sys.stderr, flush=True)
+
+
+def no_progress(progress: bool) -> bool:
+    """``disable=`` for a ``tqdm.auto`` bar: off when ``progress`` is false or ``TQDM_DISABLE`` is set (CI, the
+    notebook runner's kernels); tqdm itself lets an explicit ``disable=False`` win over the variable."""
+    return not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
 
 
 def command(main: Callable[..., int]) -> Callable[..., int]:

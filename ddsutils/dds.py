@@ -883,7 +883,7 @@ def optimise(
         with torch.no_grad():
             snapshots.append((0, render(G_opt, latent).clamp(-1, 1).cpu()))
     t0 = time.perf_counter()
-    bar = tqdm(range(num_steps), desc=f"DDS {mode}", disable=not progress, leave=False)
+    bar = tqdm(range(num_steps), desc=f"DDS {mode}", disable=cli.no_progress(progress), leave=False)
     for step in bar:
         opt.zero_grad(set_to_none=True)
         if mode == "paper":

@@ -553,7 +553,7 @@ def _train(
         warmup = max(1, min(100, steps // 20))
         t0 = time.perf_counter()
         ema: float | None = None
-        bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
+        bar = tqdm(range(steps), desc=desc, disable=cli.no_progress(progress), dynamic_ncols=True, leave=True)
         for step in bar:
             img, target = make_batch(step)
             img, target = augment(img, target, generator=g_aug, **aug)
@@ -987,7 +987,7 @@ def evaluate_parser(
     ids = tw.sample_identities(n, seed=seed)
     k = len(tw.PARTS)
     conf = {s: torch.zeros(k, k, dtype=torch.int64) for s in tw.STYLES}
-    for a, b in tqdm(_chunks(n, chunk), desc="evaluate parser", disable=not progress):
+    for a, b in tqdm(_chunks(n, chunk), desc="evaluate parser", disable=cli.no_progress(progress)):
         for s in tw.STYLES:
             img, lab = tw.render(ids[a:b], style=s, size=size)
             conf[s] += confusion_matrix(predict_parts(parser, img), lab, k)
@@ -1025,7 +1025,7 @@ def evaluate_domain_segmenter(
     conf_cfg = {c: torch.zeros(k, k, dtype=torch.int64) for c in COMPOSITE_CONFIGS}
     inside = {c: torch.zeros(2, dtype=torch.int64) for c in COMPOSITE_CONFIGS}  # correct, total
     conf_pure = {s: torch.zeros(k, k, dtype=torch.int64) for s in tw.STYLES}
-    for a, b in tqdm(_chunks(n, chunk), desc="evaluate domain segmenter", disable=not progress):
+    for a, b in tqdm(_chunks(n, chunk), desc="evaluate domain segmenter", disable=cli.no_progress(progress)):
         renders = {s: tw.render(ids[a:b], style=s, size=size) for s in tw.STYLES}
         for s in tw.STYLES:
             pred = predict_styles(seg, renders[s][0])

@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import cli
 from .cli import UserError
 from .cli import command as cli_command
 from .stylegan2 import Generator
@@ -834,7 +835,7 @@ def train_segmenter(G: Generator, latents: Tensor, labels: Any, *, part: str = "
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma)
     losses: list[float] = []
     net.train()
-    bar = tqdm(range(steps), desc=f"segmenter {part}", disable=not progress, leave=False)
+    bar = tqdm(range(steps), desc=f"segmenter {part}", disable=cli.no_progress(progress), leave=False)
     for _ in bar:
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(forward(), target, weight=weight)
@@ -972,7 +973,7 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
     masks, images = [], []
     try:
         starts = range(0, latents.shape[0], batch_size)
-        for i in tqdm(starts, desc=f"masks {segmenter.part}", disable=not progress, leave=False):
+        for i in tqdm(starts, desc=f"masks {segmenter.part}", disable=cli.no_progress(progress), leave=False):
             chunk = latents[i:i + batch_size]
             img, feats = generator_features(G, chunk, input_space=input_space, truncation=truncation,
                                             truncation_latent=truncation_latent, noise=noise)
@@ -1340,7 +1341,7 @@ def evaluate(source: Generator, targets: Mapping[str, Generator], *, parser: Any
     from tqdm.auto import tqdm
 
     with torch.no_grad():
-        for name, G in tqdm(list(gens.items()), desc="oracle masks", disable=not progress, leave=False):
+        for name, G in tqdm(list(gens.items()), desc="oracle masks", disable=cli.no_progress(progress), leave=False):
             imgs = torch.cat([G(eval_z[i:i + batch_size].to(_g_device(G))) for i in range(0, n, batch_size)])
             oracle[name] = torch.as_tensor(predict_parts(parser, imgs)).to(torch.int64).cpu()
             if judge_noise:

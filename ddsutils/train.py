@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import viz
+from . import cli, viz
 from .files import atomic_torch_save
 from .discriminator import Discriminator
 from .stylegan2 import Generator, default_channels
@@ -347,7 +347,7 @@ def progress_bar(start: int, total: int, *, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
     tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
-    return tqdm(range(start, total), initial=start, total=total, disable=not enabled, desc=desc,
+    return tqdm(range(start, total), initial=start, total=total, disable=cli.no_progress(enabled), desc=desc,
                 dynamic_ncols=True, mininterval=0.5 if tty else 30.0, smoothing=0.05,
                 file=None if tty else _LineWriter(sys.stderr))
 

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from . import paths
+from . import cli
 from .cli import UserError
 from .cli import command as cli_command
 
@@ -866,7 +867,7 @@ def _copy_hashing(fsrc: IO[bytes], fdst: BinaryIO, *, total: int | None, desc: s
     h = hashlib.sha256()
     n = 0
     quick = total is not None and total < _QUIET_BELOW  # a bar only where the copy takes a while
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress or quick,
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=cli.no_progress(progress) or quick,
               leave=False) as bar:
         while chunk := fsrc.read(_CHUNK):
             fdst.write(chunk)

@@ -372,7 +372,7 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
     parts = {p: toyworld.PARTS.index(p) for p in ("eyes", "nose", "mouth", "hair")}
     out: dict[str, Any] = {"n": n, "fd_n": fd_n, "seed": seed, "truncations": list(truncations), "results": {}}
     say(f"sampling and judging {n} images per generator at truncation {', '.join(f'{p:g}' for p in truncations)}")
-    bar = tqdm(total=len(gens) * len(truncations), desc="zoo evaluate", disable=not progress)
+    bar = tqdm(total=len(gens) * len(truncations), desc="zoo evaluate", disable=cli.no_progress(progress))
     for psi in truncations:
         labels, row = {}, {}
         for style, G in gens.items():
@@ -405,7 +405,7 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
         zf = torch.randn(fd_n, dim, generator=torch.Generator().manual_seed(seed + 1))
         fd: dict[str, Any] = {}
         say(f"Fréchet distances on VGG-16 features: {fd_n} samples and 2 x {fd_n} renders per generator")
-        for i, (style, G) in enumerate(tqdm(list(gens.items()), desc="zoo Fréchet", disable=not progress)):
+        for i, (style, G) in enumerate(tqdm(list(gens.items()), desc="zoo Fréchet", disable=cli.no_progress(progress))):
             renders_a = toyworld.render_batch(fd_n, style=style, seed=seed + 100 + i)[0]
             renders_b = toyworld.render_batch(fd_n, style=style, seed=seed + 200 + i)[0]
             fd[style] = {"samples_vs_renders": fd_fn(_sample(G, zf, 1.0), renders_a),

@@ -1206,3 +1206,16 @@ def test_dds_optimise_masks_on_another_device(dds_pair):
     assert torch.equal(got.image, ref.image)
     gpu = dds.optimise(*dds_pair, y_s=y, y_t=y, device="cuda", **kw)
     assert gpu.image.device.type == "cpu" and torch.allclose(gpu.image, ref.image, atol=1e-3)
+
+
+def test_progress_bars_follow_tqdm_disable(monkeypatch):
+    """tqdm lets an explicit disable=False win over TQDM_DISABLE; cli.no_progress makes the variable count."""
+    from ddsutils import cli
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert cli.no_progress(True) is False and cli.no_progress(False) is True
+    for value in ("1", "true", "True"):
+        monkeypatch.setenv("TQDM_DISABLE", value)
+        assert cli.no_progress(True) is True
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert cli.no_progress(True) is False
