@@ -57,13 +57,13 @@ test-all: $(STAMP)
 test-gpu: $(STAMP)
 	$(PY) -m pytest -m gpu $(PYTEST_ARGS)
 
-# The notebooks of the run list (ddsutils/notebook.py RUN_LIST) executed with papermill; executed copies in
+# The notebooks of the run list (ddsutils/lab/notebook.py RUN_LIST) executed with papermill; executed copies in
 # runs/<profile>/, figures in runs/<profile>/figures/; the runner ends with timings and the list of figures.
 demo: $(STAMP)
-	$(PY) -m ddsutils.demo --profile demo
+	$(PY) -m ddsutils.lab.demo --profile demo
 
 paper: $(STAMP)
-	timeout $(PAPER_TIMEOUT) $(PY) -m ddsutils.demo --profile paper
+	timeout $(PAPER_TIMEOUT) $(PY) -m ddsutils.lab.demo --profile paper
 
 # Notebook 90 draws runs/$(PROFILE)/ results into runs/$(PROFILE)/figures/ (never the checkout);
 # figures-commit asks for the committed figures/ folder explicitly (fig_dir=figures).

@@ -28,8 +28,8 @@ CONFIGS = {
 def _generators(name: str):
     import torch
 
-    from ddsutils import weights
-    from ddsutils.stylegan2 import Generator, load_generator
+    from ddsutils.core import weights
+    from ddsutils.core.stylegan2 import Generator, load_generator
 
     if name == "toy-64" and weights.is_known("toy-natural-64"):
         try:
@@ -46,7 +46,7 @@ def _generators(name: str):
 def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_steps: int) -> dict:
     import torch
 
-    from ddsutils import dds, weights
+    from ddsutils.core import dds, weights
 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))

@@ -27,7 +27,7 @@ CONFIGS = {
 def _measure(name: str, batch: int, device: str, repeats: int, threads: int = 0) -> dict:
     import torch
 
-    from ddsutils.stylegan2 import Generator
+    from ddsutils.core.stylegan2 import Generator
 
     kwargs, _ = CONFIGS[name]
     if threads:

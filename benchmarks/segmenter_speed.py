@@ -30,8 +30,8 @@ def _rss_mb() -> float:
 def _child(mode: str, batch: int, threads: int, steps: int) -> dict:
     import torch
 
-    from ddsutils import segmenter as S
-    from ddsutils.stylegan2 import Generator
+    from ddsutils.core import segmenter as S
+    from ddsutils.core.stylegan2 import Generator
 
     if threads:
         torch.set_num_threads(threads)

@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from ddsutils import toyworld
+from ddsutils.toy import toyworld
 
 
 def measure(style: str, size: int, batch: int, repeats: int) -> dict:

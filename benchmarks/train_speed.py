@@ -30,8 +30,8 @@ CONFIGS = {
 
 
 def _time_adapt(kw: dict, iters: int, warmup: int) -> float:
-    from ddsutils.fewshot import adapt
-    from ddsutils.train import train_gan
+    from ddsutils.toy.fewshot import adapt
+    from ddsutils.toy.train import train_gan
 
     common = dict(sample_every=10**9, ckpt_every=10**9, n_sample=4, progress=False, device="cpu")
     with tempfile.TemporaryDirectory() as d:
@@ -44,7 +44,7 @@ def _time_adapt(kw: dict, iters: int, warmup: int) -> float:
 
 
 def _time_train(kw: dict, iters: int, warmup: int) -> float:
-    from ddsutils.train import train_gan
+    from ddsutils.toy.train import train_gan
 
     if kw.get("adapt"):
         return _time_adapt(kw, iters, warmup)

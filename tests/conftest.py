@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddsutils.stylegan2 import Generator
+from ddsutils.core.stylegan2 import Generator
 
 
 def make_tiny_generator(*, size: int = 32, seed: int = 0, style_dim: int = 32, n_mlp: int = 2,

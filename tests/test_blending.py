@@ -7,8 +7,8 @@ import warnings
 import pytest
 import torch
 
-from ddsutils import blending
-from ddsutils.blending import (BASELINES, alpha_blend, blend, collapse_laplacian_pyramid, default_levels,
+from ddsutils.core import blending
+from ddsutils.core.blending import (BASELINES, alpha_blend, blend, collapse_laplacian_pyramid, default_levels,
                                gaussian_pyramid, laplacian_blend, laplacian_pyramid, poisson_blend)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

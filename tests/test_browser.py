@@ -176,7 +176,7 @@ def test_mask_painter_in_jupyterlab(jupyter_lab, tmp_path):
     import torch
     from PIL import Image
 
-    from ddsutils.widgets import image_to_uint8
+    from ddsutils.lab.widgets import image_to_uint8
 
     img = image_to_uint8(torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1)
     screen = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
@@ -223,7 +223,7 @@ def test_notebook_runs_top_to_bottom_in_jupyterlab(jupyter_lab, name):
     cell without an error (outputs go to a temporary DDS_RUNS_DIR, set for the server and so for the kernel)."""
     from playwright.sync_api import sync_playwright
 
-    from ddsutils import paths
+    from ddsutils.core import paths
 
     base, token, root = jupyter_lab
     src = paths.repo_root() / "notebooks" / f"{name}.ipynb"

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_generator
-from ddsutils import cli, dds
+from ddsutils.core import cli, dds
+from ddsutils import dds as dds_cli
+from ddsutils.toy import oracle
 
 S = 32
 _VGG: list = []
@@ -229,7 +231,7 @@ def test_generators_of_different_resolution(gens):
 def test_cli_run_writes_everything(tmp_path, gens):
     import json
 
-    from ddsutils import segmenter
+    from ddsutils.core import segmenter
 
     G_s, G_t = gens
     for name, G in (("gs", G_s), ("gt", G_t)):
@@ -240,7 +242,7 @@ def test_cli_run_writes_everything(tmp_path, gens):
     seg = segmenter.train_segmenter(G_s, z, label, part="box", steps=5, progress=False)
     segmenter.save_segmenter(seg, tmp_path / "seg.pt")
     out = tmp_path / "run"
-    rc = dds.main(["run", "--source", str(tmp_path / "gs.pt"), "--target", str(tmp_path / "gt.pt"),
+    rc = dds_cli.main(["run", "--source", str(tmp_path / "gs.pt"), "--target", str(tmp_path / "gt.pt"),
                    "--segmenter", str(tmp_path / "seg.pt"), "--n", "2", "--steps", "4", "--snapshot-every", "2",
                    "--mode", "release", "--out", str(out), "--device", "cpu", "--quiet"])
     assert rc == 0
@@ -260,7 +262,7 @@ def test_cli_run_writes_everything(tmp_path, gens):
 @pytest.fixture(scope="module")
 def cli_files(gens, tmp_path_factory):
     """The two tiny generators as checkpoint files and a segmenter saved for the source one (part 'box')."""
-    from ddsutils import segmenter
+    from ddsutils.core import segmenter
 
     d = tmp_path_factory.mktemp("cli_files")
     for name, G in zip(("gs", "gt"), gens):
@@ -274,7 +276,7 @@ def cli_files(gens, tmp_path_factory):
 
 
 def _cli_run(d, out, *extra: str) -> int:
-    return dds.main(["run", "--source", str(d / "gs.pt"), "--target", str(d / "gt.pt"), "--segmenter",
+    return dds_cli.main(["run", "--source", str(d / "gs.pt"), "--target", str(d / "gt.pt"), "--segmenter",
                      str(d / "seg.pt"), "--n", "2", "--out", str(out), "--device", "cpu", "--quiet", *extra])
 
 
@@ -375,5 +377,5 @@ def test_oracle_masks_refuse_a_bad_label_truncation(gens):
     z = torch.randn(1, G_s.style_dim, generator=torch.Generator().manual_seed(0))
     for bad in (-0.5, 1.5, float("nan")):
         with pytest.raises(cli.UserError, match=r"label_truncation: .*must be .*>= 0 and <= 1"):
-            dds._masks_for(G_s, G_t, z, mask="hair", segmenter_path=None, segmenter_on="source", seed=0,
+            oracle.masks_for(G_s, G_t, z, mask="hair", segmenter_path=None, segmenter_on="source", seed=0,
                            device=torch.device("cpu"), label_truncation=bad)

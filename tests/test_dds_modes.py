@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import make_tiny_generator
-from ddsutils import dds, layerblend
+from ddsutils.core import dds, layerblend
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 S = 32

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from ddsutils import cli
-from ddsutils.files import atomic_write_bytes, check_run_folder, is_partial_run_folder, run_folder
+from ddsutils.core import cli
+from ddsutils.toy import oracle
+from ddsutils.core.files import atomic_write_bytes, check_run_folder, is_partial_run_folder, run_folder
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -160,8 +161,8 @@ def test_run_folder_refuses_a_second_live_run(tmp_path):
 
 _KILLED_WRITER = textwrap.dedent("""
     import sys
-    from ddsutils import viz
-    from ddsutils.files import atomic_write_bytes, run_folder
+    from ddsutils.lab import viz
+    from ddsutils.core.files import atomic_write_bytes, run_folder
     import torch
     with run_folder(sys.argv[1], overwrite=len(sys.argv) > 2) as tmp:
         viz.save_png(torch.zeros(3, 4, 4), tmp / "source.png")
@@ -253,7 +254,7 @@ def test_issue_case_3_rgba_mask_with_alpha_outside_the_part(tmp_path):
     import numpy as np
     import torch
 
-    from ddsutils.segmenter import load_mask_png
+    from ddsutils.core.segmenter import load_mask_png
 
     m = _mask_ref()
     rgba = np.dstack([np.full((32, 32, 3), 255, np.uint8), m * 255])  # RGB white everywhere, alpha = the part
@@ -265,7 +266,7 @@ def test_issue_case_3_mask_held_only_in_alpha(tmp_path):
     import numpy as np
     import torch
 
-    from ddsutils.segmenter import load_mask_png
+    from ddsutils.core.segmenter import load_mask_png
 
     m = _mask_ref()
     rgba = np.dstack([np.zeros((32, 32, 3), np.uint8), m * 255])  # black everywhere, alpha = the part
@@ -280,7 +281,7 @@ def test_issue_case_3_red_overlay_and_a_hint_that_works(tmp_path):
     import numpy as np
     import torch
 
-    from ddsutils.segmenter import SegmenterError, load_mask_png
+    from ddsutils.core.segmenter import SegmenterError, load_mask_png
 
     m = _mask_ref()
     red = np.zeros((32, 32, 3), np.uint8)
@@ -306,7 +307,7 @@ def test_mask_png_transparent_background_and_palette(tmp_path):
     import torch
     from PIL import Image
 
-    from ddsutils.segmenter import load_mask_png
+    from ddsutils.core.segmenter import load_mask_png
 
     m = _mask_ref()
     rgba = np.zeros((32, 32, 4), np.uint8)
@@ -324,7 +325,7 @@ def test_mask_png_transparent_background_and_palette(tmp_path):
                                           ({"size": 32, "threshold": 0}, "threshold: 0: must be >= 1"),
                                           ({"size": 32, "threshold": 256}, "threshold: 256: must be <= 255")])
 def test_mask_png_bad_arguments(tmp_path, kwargs, text):
-    from ddsutils.segmenter import SegmenterError, load_mask_png
+    from ddsutils.core.segmenter import SegmenterError, load_mask_png
 
     path = _png_image(tmp_path / "m.png", _mask_ref() * 255)
     with pytest.raises((SegmenterError, cli.UserError), match=text):
@@ -344,7 +345,7 @@ def test_mask_png_bad_arguments(tmp_path, kwargs, text):
 def test_issue_cases_2_and_12_generator_files(bad_files, name, text, trust_advice):
     """Garbage is 'not a checkpoint / corrupt' (no --trust advice); only a real pickle of code gets the --trust
     route; NaN / inf weights are refused at load."""
-    from ddsutils.stylegan2 import CheckpointError, load_generator
+    from ddsutils.core.stylegan2 import CheckpointError, load_generator
 
     with pytest.raises(CheckpointError, match=text) as info:
         load_generator(bad_files / name)
@@ -352,7 +353,7 @@ def test_issue_cases_2_and_12_generator_files(bad_files, name, text, trust_advic
 
 
 def test_generator_arguments_checked_before_loading(bad_files):
-    from ddsutils.stylegan2 import CheckpointNotFoundError, convert_checkpoint, load_generator
+    from ddsutils.core.stylegan2 import CheckpointNotFoundError, convert_checkpoint, load_generator
 
     for kwargs, text in (({"device": "tpu"}, "device: tpu: unknown device"), ({"size": 0}, "size: 0: must be >= 1"),
                          ({"lr_mlp": -1.0}, "lr_mlp: -1.0: must be > 0")):
@@ -371,8 +372,8 @@ def test_segmenter_and_judge_files_nan_and_garbage(tmp_path, bad_files):
     import torch
 
     from conftest import make_tiny_generator
-    from ddsutils import judges
-    from ddsutils import segmenter as S
+    from ddsutils.toy import judges
+    from ddsutils.core import segmenter as S
 
     G = make_tiny_generator(size=32)
     lab = torch.zeros(1, 1, 32, 32)
@@ -408,7 +409,7 @@ def test_segmenter_entry_points_validate_inputs():
     import torch
 
     from conftest import make_tiny_generator
-    from ddsutils import segmenter as S
+    from ddsutils.core import segmenter as S
 
     G = make_tiny_generator(size=32)
     lab = np.zeros((1, 1, 32, 32), np.float32)
@@ -442,7 +443,7 @@ def test_segmenter_entry_points_validate_inputs():
     ({"n": True}, "parameter 'n' must be int"),
 ])
 def test_issue_case_4_parameter_names_and_types(params, text):
-    from ddsutils import notebook as NB
+    from ddsutils.lab import notebook as NB
 
     with pytest.raises(cli.UserError, match=text):
         NB.check_parameters("01_load_generators", params, source="x.yaml")
@@ -450,7 +451,7 @@ def test_issue_case_4_parameter_names_and_types(params, text):
 
 
 def test_notebook_runner_refuses_before_any_kernel(bad_files, tmp_path, monkeypatch):
-    from ddsutils import notebook as NB
+    from ddsutils.lab import notebook as NB
 
     monkeypatch.setattr(NB, "_kernel_env", lambda *a: pytest.fail("a kernel was about to start"))
     for kwargs, text in (({"names": ["01_load_generatorz"]}, "did you mean 01_load_generators"),
@@ -470,7 +471,7 @@ def test_notebook_runner_installs_the_executed_copy_only_on_success(tmp_path):
     """A failing notebook leaves <name>.failed.ipynb and removes the previous <name>.ipynb; nothing partial."""
     import json
 
-    from ddsutils import notebook as NB
+    from ddsutils.lab import notebook as NB
 
     nb = {"cells": [{"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "execution_count": None,
                      "outputs": [], "source": 'profile: str = "demo"\nout_dir: str = ""\ndevice: str = "cpu"\n'
@@ -499,7 +500,7 @@ def test_notebook_runner_installs_the_executed_copy_only_on_success(tmp_path):
     ({"steps": 3}, r"unknown setting\(s\) \['steps'\] \(did you mean num_steps\?\)"),
 ])
 def test_experiment_settings_checked_up_front(overrides, text):
-    from ddsutils import experiments
+    from ddsutils.lab import experiments
 
     with pytest.raises(cli.UserError, match=text):
         experiments.Context("ci", **overrides)
@@ -510,7 +511,7 @@ def test_experiment_pt_and_json_written_as_a_pair(tmp_path):
 
     import torch
 
-    from ddsutils import experiments
+    from ddsutils.lab import experiments
 
     ctx = experiments.Context("ci", out=str(tmp_path))
     (tmp_path / "x.pt").write_bytes(b"stale images of an earlier run")
@@ -521,7 +522,7 @@ def test_experiment_pt_and_json_written_as_a_pair(tmp_path):
 
 
 def test_zoo_arguments_checked_before_training(tmp_path):
-    from ddsutils import zoo
+    from ddsutils.toy import zoo
 
     for kwargs, text in (({"kl_wt": float("nan")}, "kl_wt: nan"), ({"targets": ("cartoon",)}, "unknown target style"),
                          ({"batch": 0}, "batch: 0"), ({"preset": "huge"}, "unknown preset"),
@@ -782,7 +783,7 @@ def dds_files(tmp_path_factory) -> Path:
     import torch
 
     from conftest import make_tiny_generator
-    from ddsutils import segmenter as S
+    from ddsutils.core import segmenter as S
 
     d = tmp_path_factory.mktemp("dds_bad")
     (d / "afile").write_text("a file where a folder is expected\n")
@@ -1015,7 +1016,7 @@ def _dds_inputs(n: int = 2):
 @pytest.fixture
 def no_dds_work(monkeypatch):
     """Fail the test if optimise gets as far as building a feature extractor, an initial latent or a blend."""
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     def fail(*a, **k):
         raise AssertionError("optimise started working before refusing its input")
@@ -1073,7 +1074,7 @@ DDS_API_SETTING_CASES = [
 
 @pytest.mark.parametrize("kwargs, text", DDS_API_SETTING_CASES, ids=[str(c[0]) for c in DDS_API_SETTING_CASES])
 def test_dds_optimise_refuses_a_bad_setting_first(dds_pair, no_dds_work, monkeypatch, kwargs, text):
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     monkeypatch.setattr(dds, "_reference", lambda *a, **k: pytest.fail("references made before the check"))
     z, y = _dds_inputs()
@@ -1084,7 +1085,7 @@ def test_dds_optimise_refuses_a_bad_setting_first(dds_pair, no_dds_work, monkeyp
 
 def test_dds_optimise_refuses_bad_generators(dds_pair, no_dds_work):
     from conftest import make_tiny_generator
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     z, y = _dds_inputs()
     with pytest.raises(cli.UserError, match="G_s: must be a ddsutils Generator, got a str 'toy-natural-64'"):
@@ -1135,7 +1136,7 @@ DDS_API_DATA_CASES = [
 def test_dds_optimise_refuses_bad_data_first(dds_pair, no_dds_work, monkeypatch, i):
     import torch
 
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     kwargs, text = DDS_API_DATA_CASES[i]
     if i < _EARLY:
@@ -1158,10 +1159,9 @@ def test_dds_masks_for_checks_before_loading_or_training(dds_pair, monkeypatch):
     cannot label (32 px vs 64 px), is refused before the parser labels anything or a segmenter is trained."""
     import torch
 
-    from ddsutils import dds, judges
-    from ddsutils import segmenter as S
+    from ddsutils.toy import judges
 
-    monkeypatch.setattr(S, "train_from_oracle", lambda *a, **k: pytest.fail("a segmenter was trained"))
+    monkeypatch.setattr(oracle, "train_from_oracle", lambda *a, **k: pytest.fail("a segmenter was trained"))
     monkeypatch.setattr(judges, "predict_parts", lambda *a, **k: pytest.fail("the parser labelled images"))
     z = torch.randn(1, 32)
     base = dict(mask="hair", segmenter_path=None, segmenter_on="source", seed=0, device=torch.device("cpu"))
@@ -1170,7 +1170,7 @@ def test_dds_masks_for_checks_before_loading_or_training(dds_pair, monkeypatch):
                      ({"mask": "ears"}, "mask: ears: unknown toy-world mask"),
                      ({}, "the toy-world judge parser reads 64 px images but the source generator makes 32 px")):
         with pytest.raises(cli.UserError) as info:
-            dds._masks_for(*dds_pair, z, **{**base, **kw})
+            oracle.masks_for(*dds_pair, z, **{**base, **kw})
         assert text in str(info.value)
 
 
@@ -1180,7 +1180,7 @@ def test_dds_optimise_takes_numpy_masks_and_zero_steps(dds_pair):
     snapshot_every=None are valid (the initial latent's image, no snapshots)."""
     import torch
 
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     z, y = _dds_inputs()
     kw = dict(z_star=z, backbone="generator", num_steps=2, device="cpu", progress=False)
@@ -1197,7 +1197,7 @@ def test_dds_optimise_masks_on_another_device(dds_pair):
     """Masks on the GPU with a CPU run (and the reverse) give the all-CPU result."""
     import torch
 
-    from ddsutils import dds
+    from ddsutils.core import dds
 
     z, y = _dds_inputs()
     kw = dict(z_star=z, backbone="generator", num_steps=2, progress=False)
@@ -1210,7 +1210,7 @@ def test_dds_optimise_masks_on_another_device(dds_pair):
 
 def test_progress_bars_follow_tqdm_disable(monkeypatch):
     """tqdm lets an explicit disable=False win over TQDM_DISABLE; cli.no_progress makes the variable count."""
-    from ddsutils import cli
+    from ddsutils.core import cli
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     assert cli.no_progress(True) is False and cli.no_progress(False) is True

@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from ddsutils import dds, experiments
+from ddsutils.core import dds
+from ddsutils.lab import experiments
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:y_[st] is")]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddsutils import judges as J
-from ddsutils import toyworld as tw
-from ddsutils import weights as W
+from ddsutils.toy import judges as J
+from ddsutils.toy import toyworld as tw
+from ddsutils.core import weights as W
 
 MICRO = (4, 8, 16)  # a few-thousand-parameter U-Net
 

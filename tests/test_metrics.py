@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ddsutils import metrics as M
+from ddsutils.core import metrics as M
 
 
 def _random_spd(rng: np.random.Generator, d: int, *, scale: float = 1.0) -> np.ndarray:
@@ -96,8 +96,8 @@ def test_input_validation() -> None:
 
 
 def test_vgg_features_and_frechet_vgg() -> None:
-    from ddsutils import toyworld as tw
-    from ddsutils import weights as W
+    from ddsutils.toy import toyworld as tw
+    from ddsutils.core import weights as W
 
     try:
         W.resolve("vgg16-imagenet", fetch=False)
@@ -343,8 +343,8 @@ def test_lpips_distance_masked_logic(random_lpips, monkeypatch) -> None:
 
 
 def test_lpips_distance_real_weights_matches_perceptual() -> None:
-    from ddsutils import perceptual as P
-    from ddsutils import weights as W
+    from ddsutils.core import backbones as P
+    from ddsutils.core import weights as W
 
     try:
         W.resolve("alexnet-imagenet", fetch=False)
@@ -447,7 +447,7 @@ def no_inception_cache(tmp_path, monkeypatch):
 def test_inception_fid_offline_fails_fast_with_clear_error(no_inception_cache, monkeypatch) -> None:
     import time
 
-    from ddsutils import weights as W
+    from ddsutils.core import weights as W
 
     monkeypatch.setenv("DDS_OFFLINE", "1")
     imgs = _imgs(2, h=32, w=32)
@@ -470,7 +470,7 @@ def test_inception_unreachable_host_fails_within_timeout(no_inception_cache, mon
     import threading
     import time
 
-    from ddsutils import weights as W
+    from ddsutils.core import weights as W
 
     monkeypatch.delenv("DDS_OFFLINE", raising=False)
 
@@ -498,7 +498,7 @@ def test_inception_unreachable_host_fails_within_timeout(no_inception_cache, mon
 
 
 def test_inception_cached_file_with_wrong_hash_is_rejected(no_inception_cache) -> None:
-    from ddsutils import weights as W
+    from ddsutils.core import weights as W
 
     bad = no_inception_cache / "weights" / M.INCEPTION_FILENAME
     bad.parent.mkdir(parents=True)
@@ -510,7 +510,7 @@ def test_inception_cached_file_with_wrong_hash_is_rejected(no_inception_cache) -
 def test_inception_features_plumbing_with_a_stub_network(no_inception_cache, monkeypatch) -> None:
     import hashlib
 
-    from ddsutils import weights as W
+    from ddsutils.core import weights as W
 
     seen: list[torch.Tensor] = []
 

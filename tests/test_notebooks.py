@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ddsutils import notebook as NB
+from ddsutils.lab import notebook as NB
 
 NOTEBOOKS = sorted(NB.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 RUN = [NB.notebook_path(name) for name in NB.RUN_LIST if NB.notebook_path(name).is_file()]
@@ -133,7 +133,7 @@ def test_cells_are_short_and_thin(path):
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
                 n = node.end_lineno - node.lineno + 1
                 assert n <= MAX_DEF_LINES, f"{path.name} cell {i}: `{node.name}` is {n} lines; move it to ddsutils"
-    assert "from ddsutils import" in "".join(_src(c) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "from ddsutils." in "".join(_src(c) for c in nb["cells"] if c["cell_type"] == "code")
 
 
 def test_prepare_injects_after_the_parameters_cell(tmp_path):
@@ -152,7 +152,7 @@ def test_oracle_label_truncation_zero_labels_the_mean_face(monkeypatch):
     import torch
 
     from conftest import make_tiny_generator
-    from ddsutils import judges
+    from ddsutils.toy import judges
 
     def stub_parts(parser, img):  # skin, with hair in the top third
         lab = torch.ones(img.shape[0], *img.shape[-2:], dtype=torch.long)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddsutils import perceptual as P
-from ddsutils import weights as W
+from ddsutils.core import backbones as P
+from ddsutils.core import weights as W
 
 # richzhang/PerceptualSimilarity imgs/ex_{ref,p0,p1}.png (BSD-2). Not committed here (no third-party data in
 # the repo): they live in the team's shared/ folder next to the checkout, which CI always has.

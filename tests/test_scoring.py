@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from conftest import make_tiny_generator
-from ddsutils import dds, judges, scoring, toyworld
+from ddsutils.core import dds
+from ddsutils import dds as dds_cli
+from ddsutils.toy import judges, scoring, toyworld
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 S = 32
@@ -153,7 +155,7 @@ def test_evaluate_bad_arguments(small_world):
 ])
 def test_evaluate_checks_every_argument_before_any_work(small_world, monkeypatch, kwargs, text):
     """Each bad argument is one UserError naming it, raised before any render, judge call or DDS run."""
-    from ddsutils import cli
+    from ddsutils.core import cli
 
     def no_work(*a, **k):
         raise AssertionError("evaluate did work before checking its arguments")
@@ -169,7 +171,7 @@ def test_evaluate_checks_every_argument_before_any_work(small_world, monkeypatch
 
 
 def test_evaluate_n_one_needs_no_frechet_distance(small_world, monkeypatch):
-    from ddsutils import cli
+    from ddsutils.core import cli
 
     world = {k: v for k, v in small_world.items() if k != "fd_fn"}  # the default Fréchet distance: n >= 2
     with pytest.raises(cli.UserError, match="n: 1: the Fréchet distance needs at least 2 images"):
@@ -180,7 +182,7 @@ def test_evaluate_n_one_needs_no_frechet_distance(small_world, monkeypatch):
 
 def test_evaluate_resolves_feature_weights_first(small_world, monkeypatch, tmp_path):
     """Offline with an empty weights cache: the mode's VGG-16 is reported before anything is rendered."""
-    from ddsutils import cli
+    from ddsutils.core import cli
 
     monkeypatch.setenv("DDS_OFFLINE", "1")
     monkeypatch.setenv("DDS_WEIGHTS_DIR", str(tmp_path / "empty"))
@@ -195,14 +197,14 @@ def test_cli_rejects_malformed_pairs(capsys):
     for bad, text in (("caricature-natural", "--pairs: caricature-natural: wants source:target items"),
                       ("anime:natural", "--pairs: anime: unknown toy style"),
                       ("natural:natural", "--pairs: natural:natural: names one style twice")):
-        assert dds.main(["evaluate", "--pairs", bad, "--n", "1"]) == 2
+        assert dds_cli.main(["evaluate", "--pairs", bad, "--n", "1"]) == 2
         assert text in capsys.readouterr().err
 
 
 def test_cli_set_parses_optimise_keywords():
-    from ddsutils import cli
+    from ddsutils.core import cli
 
-    assert dds._parse_settings(["alpha=5", "init=z_star", "backbone=lpips-alex", "dilation=2"]) == {
+    assert dds_cli._parse_settings(["alpha=5", "init=z_star", "backbone=lpips-alex", "dilation=2"]) == {
         "alpha": 5.0, "init": "z_star", "backbone": "lpips-alex", "dilation": 2}
     for items, text in ((["num_steps=3"], "--set: num_steps=3: num_steps is set with --steps"),
                         (["alpha"], "--set: alpha: wants KEY=VALUE"),
@@ -210,7 +212,7 @@ def test_cli_set_parses_optimise_keywords():
                         (["alpha=abc"], "--set alpha: abc: must be a number"),
                         (["dilation=1.5"], "--set dilation: 1.5: must be a whole number")):
         with pytest.raises(cli.UserError, match=text):
-            dds._parse_settings(items)
+            dds_cli._parse_settings(items)
 
 
 def test_to_json_replaces_nan():

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import make_tiny_generator
-from ddsutils import segmenter as S
-from ddsutils.stylegan2 import Generator
+from ddsutils.core import segmenter as S
+from ddsutils.toy import segeval as SE
+from ddsutils.core.stylegan2 import Generator
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -477,7 +478,7 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
         return gens[name]
 
     out = tmp_path / "eval.json"
-    rc = S.main(["evaluate", "--n", "6", "--json", str(out), "--steps", "50", "--batch-size", "4", "--no-progress",
+    rc = SE.main(["evaluate", "--n", "6", "--json", str(out), "--steps", "50", "--batch-size", "4", "--no-progress",
                  "--label-truncation", "1"],  # untruncated labelled image: what the bounds below were measured with
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     assert rc == 0 and loaded == ["toy-natural-64", "toy-sketch-64", "toy-caricature-64"]
@@ -501,19 +502,19 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     assert "eyes_nose_mouth" in text and "caricature" in text and str(out) in text
     assert res["n_labels"] == 1 and all(len(t["candidates"]) == 1 for t in res["train"].values())
     # a few-shot comparison: three labelled images
-    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
+    rc = SE.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
                  "--masks", "hair", "--n-labels", "3", "--label-truncation", "1"],
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["n_labels"] == 3 and len(set(res["train"]["hair"]["candidates"])) == 3
     assert res["prior_correction"] == 0.0 and res["label_truncation"] == 1.0
-    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
+    rc = SE.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4", "--no-progress",
                  "--masks", "hair"],  # default: the mean face is labelled
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
     assert rc == 0 and res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
     assert res["judge_noise"] is True and res["results"]["hair"]["sketch"]["judge_noise_miou"] == 1.0  # fixed stub
-    rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "6", "--step-size", "3", "--batch-size", "4",
+    rc = SE.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "6", "--step-size", "3", "--batch-size", "4",
                  "--no-progress", "--masks", "hair", "--no-judge-noise"],
                 load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
     res = json.loads(out.read_text())
@@ -522,7 +523,7 @@ def test_evaluate_command_with_injected_loaders(tmp_path, capsys):
     # the logit adjustment reaches predict_masks: it can only shrink the (up-weighted) part masks
     fit, areas = {}, {}
     for lam in ("0", "2"):
-        rc = S.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4",
+        rc = SE.main(["evaluate", "--n", "4", "--json", str(out), "--steps", "5", "--batch-size", "4",
                      "--no-progress", "--masks", "eyes_nose_mouth", "--prior-correction", lam],
                     load_generator_fn=load_g, load_judge_fn=lambda name: ("stub-parser", _stub_predict_parts))
         res = json.loads(out.read_text())
@@ -543,7 +544,7 @@ def test_evaluate_label_truncation_labels_the_mean_face():
 
     kw = dict(parser="stub-parser", predict_parts=recording_parts, n=4, masks=["hair"], steps=3, batch_size=4,
               max_candidates=5, progress=False)
-    res = S.evaluate(src, {}, **kw)  # default label_truncation=0
+    res = SE.evaluate(src, {}, **kw)  # default label_truncation=0
     cand = seen[0]  # the first parse is of the candidates: all of them the mean face G(w_avg)
     with torch.no_grad():
         mean_face = src(src.mean_latent(4096), input_space="w")
@@ -551,17 +552,17 @@ def test_evaluate_label_truncation_labels_the_mean_face():
     assert res["label_truncation"] == 0.0 and res["train"]["hair"]["truncation"] == 0.0
     assert res["train"]["hair"]["train_iou"] > 0.5  # IoU on the truncated image it was trained on
     seen.clear()
-    res = S.evaluate(src, {}, label_truncation=1.0, **kw)  # untruncated candidates, all different
+    res = SE.evaluate(src, {}, label_truncation=1.0, **kw)  # untruncated candidates, all different
     assert res["label_truncation"] == 1.0 and not torch.allclose(seen[0][0], seen[0][1], atol=1e-3)
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(S.SegmenterError, match="label_truncation"):
-            S.evaluate(src, {}, label_truncation=bad, **kw)
+            SE.evaluate(src, {}, label_truncation=bad, **kw)
     with pytest.raises(S.SegmenterError, match="n_labels=2 needs label_truncation > 0"):
-        S.evaluate(src, {}, n_labels=2, **kw)
+        SE.evaluate(src, {}, n_labels=2, **kw)
 
 
 def test_choose_candidate_rule():
-    from ddsutils.toyworld import PARTS
+    from ddsutils.toy.toyworld import PARTS
 
     eyes, nose, mouth, hair = (PARTS.index(p) for p in ("eyes", "nose", "mouth", "hair"))
     parts = torch.ones(6, 32, 32, dtype=torch.long)  # skin
@@ -574,35 +575,35 @@ def test_choose_candidate_rule():
     parts[3, 22, 15] = nose
     parts[5, 22, 15] = nose
     # hair: usable 1..5, areas 40, 12, 30, 20, 25 rows*8 px -> lower median 25 -> candidate 5
-    assert S.choose_candidate(parts, "hair") == 5
-    assert S.choose_candidate(parts, "hair", rule="first") == 1
+    assert SE.choose_candidate(parts, "hair") == 5
+    assert SE.choose_candidate(parts, "hair", rule="first") == 1
     # eyes_nose_mouth: only 1, 3, 5 have a nose; all three have the same area -> lowest index
-    assert S.choose_candidate(parts, "eyes_nose_mouth") == 1
+    assert SE.choose_candidate(parts, "eyes_nose_mouth") == 1
     no_nose = parts.clone()
     no_nose[no_nose == nose] = 1
-    assert S.choose_candidate(no_nose, "eyes_nose_mouth", min_foreground=0.001) == 0  # fallback: area only
+    assert SE.choose_candidate(no_nose, "eyes_nose_mouth", min_foreground=0.001) == 0  # fallback: area only
     with pytest.raises(S.SegmenterError, match="rule must be"):
-        S.choose_candidate(parts, "hair", rule="last")
+        SE.choose_candidate(parts, "hair", rule="last")
     with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask"):
-        S.choose_candidate(torch.ones(3, 32, 32, dtype=torch.long), "hair")
+        SE.choose_candidate(torch.ones(3, 32, 32, dtype=torch.long), "hair")
     # k candidates: nearest the median area first (25 -> 5; 20 and 30 tie at 5 -> lower index 3 before 4)
-    assert S.choose_candidates(parts, "hair", k=3) == [5, 3, 4]
-    assert S.choose_candidates(parts, "hair", k=2, rule="first") == [1, 2]
+    assert SE.choose_candidates(parts, "hair", k=3) == [5, 3, 4]
+    assert SE.choose_candidates(parts, "hair", k=2, rule="first") == [1, 2]
     with pytest.raises(S.SegmenterError, match="only 5 of 6 .* 6 were asked for"):
-        S.choose_candidates(parts, "hair", k=6)
+        SE.choose_candidates(parts, "hair", k=6)
     with pytest.raises(S.SegmenterError, match="k must be >= 1"):
-        S.choose_candidates(parts, "hair", k=0)
+        SE.choose_candidates(parts, "hair", k=0)
 
 
 def test_evaluate_unknown_mask_and_unusable_oracle():
     G = make_tiny_generator()
     with pytest.raises(S.SegmenterError, match="unknown mask"):
-        S.evaluate(G, {}, parser=None, predict_parts=_stub_predict_parts, n=2, masks=["ears"], progress=False)
+        SE.evaluate(G, {}, parser=None, predict_parts=_stub_predict_parts, n=2, masks=["ears"], progress=False)
     empty = lambda parser, img: torch.ones(img.shape[0], *img.shape[-2:], dtype=torch.long)  # noqa: E731
     with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask.*try label_truncation=1"):
-        S.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False)
+        SE.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False)
     with pytest.raises(S.SegmenterError, match="usable 'hair' oracle mask") as err:
-        S.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False,
+        SE.evaluate(G, {}, parser=None, predict_parts=empty, n=2, masks=["hair"], max_candidates=4, progress=False,
                    label_truncation=1.0)
     assert "label_truncation" not in str(err.value)
 
@@ -621,7 +622,7 @@ def test_mask_iou_and_strict_json():
     a[1, :, 0, 0] = 1                  # no overlap
     iou = S.mask_iou(a, b)
     assert iou[0].item() == pytest.approx(4 / 12) and iou[1].item() == 0 and torch.isnan(iou[2])
-    assert S._nan_to_none({"a": [float("nan"), 1.0], "b": {"c": float("nan")}}) == {"a": [None, 1.0], "b": {"c": None}}
+    assert SE._nan_to_none({"a": [float("nan"), 1.0], "b": {"c": float("nan")}}) == {"a": [None, 1.0], "b": {"c": None}}
 
 
 def _pixel_parts(parser, img: torch.Tensor) -> torch.Tensor:
@@ -636,15 +637,15 @@ def _pixel_parts(parser, img: torch.Tensor) -> torch.Tensor:
 def test_evaluate_scores_the_judge_against_redrawn_noise(capsys):
     src = make_tiny_generator(seed=0)
     kw = dict(parser="stub-parser", n=6, masks=["hair"], steps=20, batch_size=4, max_candidates=5, progress=False)
-    res = S.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
-    again = S.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
+    res = SE.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
+    again = SE.evaluate(src, {"sketch": _perturbed(src, 1)}, predict_parts=_pixel_parts, **kw)
     floor = {d: res["results"]["hair"][d]["judge_noise_miou"] for d in ("natural", "sketch")}
     assert res["judge_noise"] is True and floor == {d: again["results"]["hair"][d]["judge_noise_miou"] for d in floor}
     assert all(0.2 < v < 1.0 for v in floor.values()), floor  # the noise moves some pixels across the threshold
-    assert "noise redrawn" in S.format_table(res)
+    assert "noise redrawn" in SE.format_table(res)
     # a parser that ignores the pixels agrees with itself exactly; judge_noise=False skips the extra images
-    fixed = S.evaluate(src, {}, predict_parts=_stub_predict_parts, **kw)
+    fixed = SE.evaluate(src, {}, predict_parts=_stub_predict_parts, **kw)
     assert fixed["results"]["hair"]["natural"]["judge_noise_miou"] == 1.0
-    off = S.evaluate(src, {}, predict_parts=_pixel_parts, judge_noise=False, **kw)
-    assert "judge_noise_miou" not in off["results"]["hair"]["natural"] and "noise redrawn" not in S.format_table(off)
+    off = SE.evaluate(src, {}, predict_parts=_pixel_parts, judge_noise=False, **kw)
+    assert "judge_noise_miou" not in off["results"]["hair"]["natural"] and "noise redrawn" not in SE.format_table(off)
     assert off["results"]["hair"]["natural"]["miou"] == res["results"]["hair"]["natural"]["miou"] > 0.1  # untouched

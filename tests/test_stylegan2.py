@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddsutils import stylegan2
-from ddsutils.stylegan2 import CheckpointError, Generator, load_generator, upfirdn2d
+from ddsutils.core import stylegan2
+from ddsutils.core.stylegan2 import CheckpointError, Generator, load_generator, upfirdn2d
 from conftest import make_tiny_generator
 
 DATA = Path(__file__).parent / "data"

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ddsutils import toyworld as tw
+from ddsutils.toy import toyworld as tw
 
 N = 48
 

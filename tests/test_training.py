@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddsutils import train as tr
-from ddsutils.discriminator import Discriminator, Extra
-from ddsutils.fewshot import adapt, anchor_latents, cdc_loss, cdc_probabilities
-from ddsutils.stylegan2 import Generator, load_generator
-from ddsutils.train import (
+from ddsutils.toy import train as tr
+from ddsutils.toy.discriminator import Discriminator, Extra
+from ddsutils.toy.fewshot import adapt, anchor_latents, cdc_loss, cdc_probabilities
+from ddsutils.core.stylegan2 import Generator, load_generator
+from ddsutils.toy.train import (
     build_discriminator,
     build_generator,
     d_logistic_loss,
@@ -264,7 +264,7 @@ def test_adapt_freeze_holds_named_layers(tmp_path: Path, natural_run: Path, sour
 
 
 def test_zoo_cli(tmp_path: Path):
-    from ddsutils import zoo
+    from ddsutils.toy import zoo
 
     with pytest.raises(ValueError, match=r"freeze prefixes \['convs.4', 'convs.5', 'convs.6'\] match no parameter"):
         zoo.train_zoo(out=tmp_path / "w", runs=tmp_path / "runs", preset="micro16", device="cpu", progress=False)
@@ -292,7 +292,7 @@ def test_zoo_cli(tmp_path: Path):
     assert iters == 2 and secs > 0
     with pytest.raises(ValueError, match="not inside the repository"):
         zoo.zoo_manifest_entries(s, command="cmd")
-    from ddsutils import paths
+    from ddsutils.core import paths
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(paths, "repo_root", lambda: tmp_path)

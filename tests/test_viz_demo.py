@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ddsutils import demo, viz
+from ddsutils.lab import demo, viz
 
 
 def test_to_uint8_range_and_layout():
@@ -34,7 +34,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise OSError("disk full")
 
-    from ddsutils import files
+    from ddsutils.core import files
 
     monkeypatch.setattr(files.os, "replace", boom)
     with pytest.raises(OSError):
@@ -51,7 +51,7 @@ def test_demo_runs(tmp_path, capsys):
 
 
 def test_mode_strips_rows_columns_and_blanks():
-    from ddsutils.dds import DDSResult
+    from ddsutils.core.dds import DDSResult
 
     def result(value, steps):
         img = torch.full((2, 3, 4, 4), value)

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from ddsutils import paths
-from ddsutils import weights as W
+from ddsutils.core import paths
+from ddsutils.core import weights as W
 
 REPO = paths.repo_root()
 MANIFEST = REPO / "weights" / "manifest.json"
@@ -252,10 +252,10 @@ def test_fetch_from_good_and_bad(
 
 
 def test_committed_and_package_entries(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = REPO / "ddsutils" / "paths.py"
+    real = REPO / "ddsutils" / "core" / "paths.py"
     _write_manifest(tmp_path, monkeypatch, [
-        _plain_entry("committed", path="ddsutils/paths.py", sha256=W.sha256_file(real)),
-        _plain_entry("committed-bad", path="ddsutils/paths.py", sha256="0" * 64),
+        _plain_entry("committed", path="ddsutils/core/paths.py", sha256=W.sha256_file(real)),
+        _plain_entry("committed-bad", path="ddsutils/core/paths.py", sha256="0" * 64),
         _plain_entry("committed-gone", path="weights/does-not-exist.pt", sha256="0" * 64),
     ])
     assert W.resolve("committed") == real
@@ -463,6 +463,7 @@ def test_unpinned_generator_entry_must_load_as_its_architecture(
     import torch
 
     from conftest import make_tiny_generator
+    from ddsutils.core.stylegan2 import check_generator_file
 
     G = make_tiny_generator(size=32)
     arch = {"size": 32, "style_dim": 32, "n_mlp": 2, "channels": {str(k): v for k, v in G.channels.items()}}
@@ -479,11 +480,14 @@ def test_unpinned_generator_entry_must_load_as_its_architecture(
     for bad, text in ((notes, "not a PyTorch checkpoint"), (g16, r"size 16 \(expected 32\)"),
                       (nan, "NaN or infinite values in 1 weight")):
         with pytest.raises(W.NotAGeneratorError, match=text):
-            W.fetch("g32", src=bad, progress=False)
+            W.fetch("g32", src=bad, progress=False, check=check_generator_file)
         assert _listing(cache) == []
     good = tmp_path / "g32.pt"
     torch.save({"g_ema": G.state_dict()}, good)
-    assert W.fetch("g32", src=good, progress=False) == cache / "g32.bin"
+    with pytest.raises(W.WeightsError, match="must be checked before it is cached"):
+        W.fetch("g32", src=good, progress=False)  # the check is not optional for an unpinned generator
+    assert _listing(cache) == []
+    assert W.fetch("g32", src=good, progress=False, check=check_generator_file) == cache / "g32.bin"
     assert (cache / "g32.bin.sha256").read_text().split()[0] == W.sha256_file(good)
     real = W.load_manifest(REPO / "weights" / "manifest.json")
     for name in ("ffhq-256", "fewshot-caricature-256", "fewshot-sketch-256"):

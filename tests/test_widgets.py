@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ddsutils.segmenter import load_mask_png
-from ddsutils.widgets import MaskEditor, image_to_uint8
+from ddsutils.core.segmenter import load_mask_png
+from ddsutils.lab.widgets import MaskEditor, image_to_uint8
 
 
 def _disk_reference(h, w, pts, r):
@@ -123,7 +123,7 @@ def test_image_to_uint8_inputs():
 
 def test_mask_painter_callbacks_without_browser(tmp_path):
     pytest.importorskip("ipycanvas")
-    from ddsutils.widgets import MaskPainter
+    from ddsutils.lab.widgets import MaskPainter
 
     img = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
     p = MaskPainter(img, brush=2, save_path=tmp_path / "m.png", scale=10)
@@ -153,8 +153,8 @@ def test_mask_painter_callbacks_without_browser(tmp_path):
 
 def test_dds_panel_runs_headless_and_builds_its_widgets(monkeypatch):
     from conftest import make_tiny_generator
-    from ddsutils import judges, scoring
-    from ddsutils.widgets import DDSPanel
+    from ddsutils.toy import judges, scoring
+    from ddsutils.lab.widgets import DDSPanel
 
     G_s, G_t = make_tiny_generator(size=32, seed=0), make_tiny_generator(size=32, seed=1)
     # stub judges: hair where the red channel is above 0; "caricature" style where green is above 0

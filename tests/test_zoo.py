@@ -6,7 +6,7 @@ import math
 import torch
 
 from conftest import make_tiny_generator
-from ddsutils import judges, toyworld, zoo
+from ddsutils.toy import judges, toyworld, zoo
 
 
 def _labels(img: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,9 @@ import argparse
 
 import torch
 
-from ddsutils import dds, scoring
-from ddsutils.stylegan2 import load_generator
+from ddsutils.core import dds
+from ddsutils.toy import scoring
+from ddsutils.core.stylegan2 import load_generator
 
 
 def main() -> None:

@@ -49,9 +49,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import viz
+from ..core import imageio as viz
 from .discriminator import Extra
-from .stylegan2 import Generator
+from ..core.stylegan2 import Generator
 from .train import (
     RunLog,
     _atomic_write_text,

@@ -1,13 +1,9 @@
-"""Images and figures: tensor -> uint8, grids, and byte-stable PNG files.
+"""Figures: titled matplotlib grids of images, saved byte-stable, and the Fig. 4 strips of the DDS modes.
 
-Images are ``[N, 3, H, W]`` float tensors in [-1, 1] (values outside are clamped); masks ``[N, 1, H, W]``
-in {0, 1}. Files are written atomically (temp file + ``os.replace``) with no timestamp or software
-metadata, so regenerating a figure from the same data gives the same bytes.
-
-:func:`labelled_grid` and :func:`save_figure` make titled matplotlib figures of image grids and save them with
-fixed PNG metadata (no ``Software`` entry; matplotlib writes no date into PNGs), so they are byte-stable too.
-
-Used in: every notebook that shows or saves images; ``make demo``; ``notebooks/90_paper_figures.ipynb``.
+:func:`labelled_grid` and :func:`save_figure` make titled figures of image grids and save them with fixed PNG
+metadata (no ``Software`` entry; matplotlib writes no date into PNGs), so the same data gives the same bytes.
+The image helpers (:func:`to_uint8`, :func:`image_grid`, :func:`save_png`) live in :mod:`ddsutils.core.imageio`
+and are re-exported here.
 """
 from __future__ import annotations
 
@@ -17,51 +13,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from .files import atomic_write_bytes
+from ..core.files import atomic_write_bytes
+from ..core.imageio import image_grid, save_png, to_uint8
 
 __all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "mode_strips", "atomic_write_bytes"]
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """``[N, C, H, W]`` (or ``[C, H, W]``) in [-1, 1] -> ``uint8`` ``[N, H, W, C]`` (or ``[H, W, C]``).
-
-    One-channel inputs are repeated to RGB; {0, 1} masks should be passed as ``mask * 2 - 1``.
-    """
-    x = img.detach().float().cpu().clamp(-1, 1)
-    x = ((x + 1) * 127.5).round().to(torch.uint8)
-    if x.shape[-3] == 1:
-        x = x.repeat_interleave(3, dim=-3)
-    return x.movedim(-3, -1).numpy()
-
-
-def image_grid(img: torch.Tensor, *, nrow: int = 8, pad: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """Tile ``[N, C, H, W]`` images (in [-1, 1]) into one ``[C, H', W']`` image, ``nrow`` per row."""
-    n, c, h, w = img.shape
-    ncol = min(nrow, n)
-    nrows = (n + ncol - 1) // ncol
-    out = torch.full((c, nrows * (h + pad) + pad, ncol * (w + pad) + pad), pad_value, dtype=img.dtype)
-    for i in range(n):
-        r, q = divmod(i, ncol)
-        out[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = img[i].cpu()
-    return out
-
-
-def save_png(img: torch.Tensor, path: str | os.PathLike, *, nrow: int = 8, pad: int = 2, scale: int = 1) -> Path:
-    """Save an image ``[C, H, W]`` or a batch ``[N, C, H, W]`` (tiled, ``nrow`` per row, white ``pad``) in
-    [-1, 1] as a metadata-free PNG; ``scale`` > 1 upsamples the result (nearest neighbour)."""
-    from PIL import Image
-
-    if img.ndim == 4:
-        img = image_grid(img, nrow=nrow, pad=pad)
-    arr = to_uint8(img)
-    if scale > 1:
-        arr = arr.repeat(scale, axis=0).repeat(scale, axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", optimize=False)
-    return atomic_write_bytes(buf.getvalue(), path)
 
 
 def labelled_grid(img: torch.Tensor, *, ncol: int, title: str, col_labels: Sequence[str] = (),

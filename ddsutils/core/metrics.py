@@ -205,7 +205,7 @@ def frechet_distance(feats_a: Tensor | np.ndarray, feats_b: Tensor | np.ndarray)
 
 @functools.lru_cache(maxsize=4)
 def _vgg(device: str, layers: tuple[str, ...], resize: int | None) -> torch.nn.Module:
-    from .perceptual import build_backbone
+    from .backbones import build_backbone
 
     return build_backbone(
         "vgg16", layers=layers, weights="imagenet", normalize="imagenet", resize=resize, device=device
@@ -538,7 +538,7 @@ def psnr(
 # ----------------------------------------------------------------------------------------------------
 def _lpips_module(net: str, version: str, device: torch.device) -> torch.nn.Module:
     """The cached, frozen ``lpips.LPIPS`` of :mod:`ddsutils.perceptual` (real weights; tests monkeypatch this)."""
-    from .perceptual import _cached_lpips
+    from .backbones import _cached_lpips
 
     return _cached_lpips(net, version, str(device))
 

@@ -20,7 +20,7 @@ __all__ = ["repo_root", "weights_dir", "committed_weights_dir", "runs_dir", "fig
 
 def repo_root() -> Path:
     """The repository root (the folder holding ``pyproject.toml`` next to ``ddsutils/``)."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 def committed_weights_dir() -> Path:

@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cli, viz
-from .files import atomic_torch_save
+from ..core import cli
+from ..core import imageio as viz
+from ..core.files import atomic_torch_save, atomic_write_bytes
 from .discriminator import Discriminator
-from .stylegan2 import Generator, default_channels
+from ..core.stylegan2 import Generator, default_channels
 
 __all__ = [
     "PRESETS",
@@ -263,7 +264,7 @@ def _f(t: torch.Tensor) -> float:
 
 
 def _atomic_write_text(text: str, dst: Path) -> None:
-    viz.atomic_write_bytes(text.encode(), dst)
+    atomic_write_bytes(text.encode(), dst)
 
 
 def _cpu_state(module_or_optim: Any) -> dict:

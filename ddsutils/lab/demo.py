@@ -20,17 +20,18 @@ from pathlib import Path
 
 import torch
 
-from . import cli, viz
-from .stylegan2 import Generator
+from ..core import cli
+from . import viz
+from ..core.stylegan2 import Generator
 
 
 def _weights_table() -> None:
     try:
-        from . import weights
+        from ..core import weights
     except ImportError:
         return
     print("\nweights manifest (python -m ddsutils.weights list):")
-    weights.main(["list"])
+    print(weights.listing())
 
 
 @cli.command
@@ -79,7 +80,7 @@ def _foundation_report(out: Path, seed: int) -> int:
     print(f"  random-weight samples -> {path}")
 
     try:
-        from . import toyworld
+        from ..toy import toyworld
     except ImportError:
         print("\n(toy world not available yet)")
     else:

@@ -118,7 +118,7 @@ def render_composite_ceiling(source: str, target: str, mask: str, *, n: int = 64
 def _outside_lpips(img: Tensor, x_t: Tensor, y_s: Tensor, y_t: Tensor, lpips_fn: Callable | None) -> float:
     # identity outside the parts: LPIPS-alex between the result and x_t over 1 − max(y_s, y_t)
     if lpips_fn is None:
-        from .metrics import lpips_distance as lpips_fn
+        from ..core.metrics import lpips_distance as lpips_fn
     d = lpips_fn(img, x_t, mask=torch.maximum(y_s, y_t), region="outside")
     return _nanmean(d.detach().float())
 
@@ -234,8 +234,9 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
         count, a keyword ``evaluate`` sets itself in ``optimise_kwargs``, a bad DDS setting
         (``optimise_kwargs['<key>']``, checked with every pair's generators), or feature weights that are missing.
     """
-    from . import cli, dds, judges, toyworld
-    from .stylegan2 import load_generator
+    from ..core import cli, dds
+    from . import judges, toyworld
+    from ..core.stylegan2 import load_generator
 
     modes, masks, pairs, dev, okw = _check_evaluate_args(
         generators=generators, pairs=pairs, masks=masks, modes=modes, n=n, num_steps=num_steps, seed=seed,
@@ -249,7 +250,7 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
     _check_dds_settings(gens, pairs, modes, okw, num_steps=num_steps, seed=seed, device=dev)
     _resolve_weights(modes, okw, fd_n=fd_n if fd_fn is None else 0, lpips=lpips_fn is None)
     if fd_fn is None:
-        from .metrics import frechet_vgg as fd_fn
+        from ..core.metrics import frechet_vgg as fd_fn
     dim = next(iter(gens.values())).style_dim
     z = torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
     rows: list[dict[str, Any]] = []
@@ -273,10 +274,10 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
             if mask_source == "parser":
                 y_s, y_t = o_s, o_t
             else:
-                y_s, y_t, _ = dds._masks_for(G_s, G_t, z, mask=m, segmenter_path=None, segmenter_on="source",
-                                             seed=seed, device=dev)
-            inside, outside = regions(o_s.cpu(), o_t.cpu())
-            kw = dict(source_style=toyworld.STYLES.index(src), target_style=toyworld.STYLES.index(tgt))
+                from .oracle import masks_for
+
+                y_s, y_t, _ = masks_for(G_s, G_t, z, mask=m, segmenter_path=None, segmenter_on="source",
+                                        seed=seed, device=dev)
             methods: dict[str, tuple[Tensor, float]] = {
                 "crossover": (dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1), 0.0),
                 "paste": (x_s * o_s + x_t * (1 - o_s), 0.0)}
@@ -340,7 +341,8 @@ def _check_evaluate_args(*, generators: Mapping[str, Any] | None, pairs: Sequenc
 
     Returns ``(modes, masks, pairs, device, optimise_kwargs)`` as lists / a ``torch.device`` / a dict.
     """
-    from . import cli, dds, toyworld
+    from ..core import cli, dds
+    from . import toyworld
 
     modes = list(dds.MODES if modes is None else modes)
     if not modes:
@@ -394,7 +396,7 @@ def _check_dds_settings(gens: Mapping[str, Any], pairs: Sequence[tuple[str, str]
                         okw: Mapping[str, Any], *, num_steps: int, seed: int, device: torch.device) -> None:
     """Every DDS run's settings (:func:`ddsutils.dds._check_settings`) before the first one; an error in
     ``optimise_kwargs`` names it as ``optimise_kwargs['<key>']``."""
-    from . import cli, dds
+    from ..core import cli, dds
 
     for src, tgt in pairs:
         for mode in modes:
@@ -412,7 +414,7 @@ def _check_dds_settings(gens: Mapping[str, Any], pairs: Sequence[tuple[str, str]
 def _resolve_weights(modes: Sequence[str], okw: Mapping[str, Any], *, fd_n: int, lpips: bool) -> None:
     """Resolve the feature weights the runs will load (each mode's backbone, VGG-16 for the Fréchet distance,
     LPIPS-alex for the outside score) so that a missing file stops :func:`evaluate` before any work."""
-    from . import cli, dds
+    from ..core import cli, dds
 
     for mode in modes:
         if mode == "blend":

@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli import UserError
+from .errors import UserError
 
 __all__ = [
     "atomic_write_bytes", "atomic_torch_save", "run_folder", "check_run_folder", "is_partial_run_folder",

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .stylegan2 import Blur, EqualLinear, FusedLeakyReLU, default_channels
+from ..core.stylegan2 import Blur, EqualLinear, FusedLeakyReLU, default_channels
 
 __all__ = ["EqualConv2d", "ConvLayer", "ResBlock", "Discriminator", "Extra"]
 

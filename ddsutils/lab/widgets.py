@@ -433,7 +433,8 @@ class DDSPanel:
 
         import torch
 
-        from . import dds, scoring
+        from ..core import dds
+        from ..toy import scoring
 
         z = torch.randn(1, self.G_s.style_dim, generator=torch.Generator().manual_seed(int(seed)))
         p = scoring.oracle_pair(self.G_s, self.G_t, z.to(self.device), mask)

@@ -1150,7 +1150,7 @@ def save_grid(img: Tensor, path: str | os.PathLike[str], *, nrow: int = 8, pad: 
     Returns:
         The written path.
     """
-    from . import viz
+    from ..core import imageio as viz
 
     if img.dim() != 4 or img.shape[1] not in (1, 3):
         raise ValueError(f"expected [N, 3|1, H, W], got {tuple(img.shape)}")
@@ -1175,7 +1175,7 @@ def figure(
     Returns:
         The written path.
     """
-    from ddsutils.paths import fig_dir
+    from ..core.paths import fig_dir
 
     ids = sample_identities(n, seed=seed)
     rows = []
