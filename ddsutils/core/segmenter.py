@@ -1,54 +1,24 @@
-"""One-shot part segmenter on a StyleGAN2 generator's own features (DDS paper §3.2).
+"""One-shot part segmenter on a StyleGAN2 generator's own features (DDS paper §3.2, after repurpose-gan).
 
-DDS needs a binary part mask (e.g. eyes + nose + mouth, or hair) for every generated image of *both*
-domains. Following repurpose-gan (Tritrong et al. 2021) as DDS uses it, a small fully convolutional
-network, :class:`FewShotCNN`, is trained on the per-pixel generator features of **one** labelled
-synthetic image, and is then applied unchanged to a few-shot adapted generator with the same
-architecture (its features stay aligned with the source generator's).
+DDS needs a binary part mask (e.g. eyes + nose + mouth, or hair) for every generated image of *both* domains.
+:class:`FewShotCNN` is trained on the per-pixel generator features of **one** (or a few) labelled generated
+images (:func:`train_segmenter`) and applied unchanged to any generator of the same architecture, e.g. one
+few-shot adapted from it (:func:`predict_masks`).
 
-Features. Every StyledConv output of the generator (13 at 256 px) is nearest-upsampled to the output
-size and concatenated on the channel axis: 5,376 channels at 256 px for the rosinality layout, i.e.
-1.31 GiB per image in float32 (:func:`gather_features`).
+- Features: every StyledConv output, nearest-upsampled to the image size and concatenated (5,376 channels at
+  256 px, 1.31 GiB per image in float32; :func:`gather_features`). The first convolution is computed per layer
+  at native resolution with "collapsed" kernels (:func:`first_conv_factorised`), exactly equal to the
+  convolution of that stack, which is therefore never built at full size; training builds it when it is small.
+- Additions to the recipe (defaults, each can be switched off): per-channel standardisation with statistics of
+  the training generator (:func:`feature_stats`), square-root inverse-frequency class weights
+  (``class_balance``), channel dropout on the features (``feature_dropout``); at prediction, optional
+  statistics of the generator itself (``stats="generator"``) and a logit adjustment (``prior_correction``).
+- Labels: :func:`load_mask_png` (a painted PNG), or any ``[N, 1, H, W]`` {0, 1} tensor.
+- Files: :func:`save_segmenter` / :func:`load_segmenter` write atomically and load strictly
+  (``weights_only=True``, file version 2); a segmenter used with another architecture is an error naming both.
 
-Memory-bounded evaluation. The first convolution of FewShotCNN (3x3, dilation 1, padding 1) of a
-nearest-upsampled feature map equals, for every output pixel, a 3x3 convolution of the *native*
-resolution map with a "collapsed" kernel that depends only on the pixel's position inside its
-upsampling block (first / inner / last row and column of the block; see :func:`first_conv_factorised`
-for the derivation). So the first layer is computed per generator layer at native resolution and only
-its ``[N, 128, H, W]`` output (32 MiB per image at 256 px) is ever held at full resolution, never the
-5,376-channel stack. This is exact (equal up to float summation order; ``tests/test_segmenter.py``
-checks it in float64) and costs fewer FLOPs than the materialised conv (3.5x fewer at 256 px). Prediction
-uses it and processes images in chunks of ``batch_size``; training uses it when the stack of the labelled
-images would exceed 256 MiB and otherwise builds the stack, which is about 4x faster for the 64 px toy
-generators (12 MiB per image; 100 steps in about 20 s instead of 80 s on one core).
-Measured with a random ``Generator(256, 512, 8)`` and FewShotCNN-S on CPU, float32
-(``benchmarks/segmenter_speed.py``): prediction needs about 0.2 GB + 0.36 GB per image of a chunk on
-top of the loaded models (peak RSS 1.2 GB at batch 1, 2.3 GB at batch 4, of which 0.66 GB is the
-process with both models loaded; the generator forward alone takes +0.3 / +0.8 GB), against +2.9 GB at
-batch 1 for the materialised stack, and it is 3x faster (7 s vs 21 s per image on one shared core).
-
-Additions to the repurpose-gan recipe (defaults of :func:`train_segmenter`; each can be switched off):
-per-channel standardisation of the features with statistics of the *training* generator
-(:func:`feature_stats`, 64 random samples; stored in the segmenter and applied unchanged to adapted
-generators), square-root inverse-frequency class weights in the cross-entropy (``class_balance=0.5``;
-eyes+nose+mouth cover about 1 % of a 64 px toy image), and channel dropout on the features while
-training (``feature_dropout=0.5``, a regulariser of the one-shot fit). The toy-world oracle picks the
-labelled image by a deterministic rule (:func:`choose_candidate`: all parts present, mask area nearest
-the median); :func:`evaluate` draws its candidates truncated to the mean w by default
-(``label_truncation=0``), so the one labelled image is the generator's mean face. :func:`predict_masks` can
-optionally re-standardise with the statistics of the generator it is applied to (``stats="generator"``), and
-undo the class weighting's shift of the decision with a logit adjustment (``prior_correction``; default 0, the
-plain argmax). Measured effects: see :func:`train_segmenter` and the README's segmenter section.
-
-Segmenter files hold tensors and plain containers only (``torch.load(..., weights_only=True)``), are
-written atomically and loaded strictly (file version 2, which adds the feature statistics; version 1 files
-are refused with a message to retrain); they carry the generator architecture they were trained on, and
-using one with another architecture is an error that names both.
-
-Command line (toy world; needs the toy zoo weights and the judge parser)::
-
-    python -m ddsutils.segmenter evaluate --n 200 --json runs/segmenter_eval.json \\
-        [--generator toy-natural-64] [--targets toy-sketch-64 toy-caricature-64]
+The toy-world oracle labels and the evaluation are :mod:`ddsutils.toy.segeval`
+(``python -m ddsutils.segmenter evaluate``). Measurements: ``docs/segmenter.md``.
 
 Used in: notebooks/02_oneshot_segmenter.ipynb.
 """
@@ -702,16 +672,11 @@ def train_segmenter(G: Generator, latents: Tensor, labels: Any, *, part: str = "
     with its mean and standard deviation over ``stats_samples`` random samples of ``G``
     (:func:`feature_stats`, z seeded by ``seed``, same ``truncation`` and ``noise``). The statistics are
     stored in the segmenter and :func:`predict_masks` applies the same (source) statistics to any
-    generator. Measured on the toy world (``python -m ddsutils.segmenter evaluate`` setting, 64 held-out
-    images, natural / sketch / caricature): eyes+nose+mouth IoU 0.22/0.23/0.18 with the plain recipe,
-    0.33/0.14/0.20 standardised (the coarse layers' features are several times larger than the fine
-    ones'), 0.41/0.20/0.24 with ``class_balance=0.5`` and 0.45/0.29/0.28 with ``feature_dropout=0.5`` on
-    top; hair stays about 0.5-0.6 throughout.
+    generator. What each addition does to the IoU: ``docs/segmenter.md``.
 
     The first layer runs factorised (:func:`first_conv_factorised`, the full-resolution stack is never
     built) unless the stack is small: ``materialise=None`` builds it when it takes at most 256 MiB
-    (e.g. 64 px generators, 12 MiB per image), which is about 4x faster there; the two are equal up to
-    float summation order.
+    (e.g. 64 px generators), which is faster there; the two are equal up to float summation order.
 
     Args:
         G: the generator whose features are used (frozen; not modified).
@@ -897,10 +862,8 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
     Features are standardised with the segmenter's stored statistics (those of the training generator,
     also on an adapted generator). Images are processed in chunks of ``batch_size``; the first layer
     runs factorised, so the peak memory
-    is about the generator's forward pass plus a few ``[b, 128, S, S]`` float32 maps per chunk: measured
-    ≈ 0.2 GB + 0.36 GB per image of a chunk at 256 px (rosinality layout, FewShotCNN-S), against
-    +2.9 GB for one image with the materialised feature stack (1.31 GiB per image); see the module
-    docstring.
+    is about the generator's forward pass plus a few ``[b, 128, S, S]`` float32 maps per chunk, never the
+    materialised feature stack (1.31 GiB per image at 256 px); measured: ``docs/segmenter.md``.
 
     Args:
         segmenter: from :func:`train_segmenter` or :func:`load_segmenter`.
@@ -923,9 +886,8 @@ def predict_masks(segmenter: Segmenter, G: Generator, latents: Tensor, *,
             cross-entropy class weights ``w_c`` of training (``train_info["class_weights"]``; classes absent
             from the labels keep their logit). 1 is the full logit adjustment, which undoes the prior shift of
             the class-weighted loss (Menon et al. 2021) so that the masks are no longer inflated; 0 (default)
-            is the plain argmax. No effect on a segmenter trained with ``class_balance=0``. Measured on the
-            toy world (``python -m ddsutils.segmenter evaluate --n 200``, natural / sketch / caricature):
-            see the README's segmenter section.
+            is the plain argmax. No effect on a segmenter trained with ``class_balance=0``. Its effect on
+            the toy world's IoU: ``docs/segmenter.md``.
 
     Returns:
         ``masks`` float32 ``[N, 1, S, S]`` in {0, 1} on G's device, or ``(images [N, 3, S, S], masks)``.
