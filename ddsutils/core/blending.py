@@ -13,7 +13,7 @@ blending baselines for that comparison (the paper used the public codes of learn
 - :func:`alpha_blend` — alpha composite with a Gaussian-feathered mask.
 - :func:`blend` — dispatch by name, one of :data:`BASELINES`.
 
-The naive crossover of Eq. 1 (two masks) is :func:`ddsutils.dds.crossover`, not a name here.
+The naive crossover of Eq. 1 (two masks) is :func:`ddsutils.core.dds.crossover`, not a name here.
 
 Shapes: images ``[N, 3, H, W]`` floating point in [-1, 1] (RGB); masks ``[N, 1, H, W]`` in {0, 1}
 (bool, integer or floating point), 1 where the source part goes. Every function returns

