@@ -1,12 +1,12 @@
 """StyleGAN2 residual discriminator (rosinality layout) and the few-shot patch heads, pure PyTorch.
 
-Parameter names and shapes follow rosinality/stylegan2-pytorch's ``Discriminator`` (so
-``Discriminator(256)`` has 28,864,129 parameters and keys ``convs.0.0.weight``,
-``convs.k.conv1.0.weight``, ``convs.k.conv2.1.weight``, ``convs.k.skip.1.weight``, ``final_conv.0.weight``,
-``final_linear.{0,1}.*``), written from the architecture description of Karras et al. 2020 and the layout
-facts in ``shared/research/anchors_repos.md`` §2.3. The few-shot patch-level discriminator of Ojha et al.
-2021 ("Few-shot Image Generation via Cross-domain Correspondence") is :meth:`Discriminator.patch_features`
-plus the :class:`Extra` heads (``new_conv.{k}.0.weight [1, C, 3, 3]``, ``new_conv.{k}.1.bias [1]``).
+Parameter names and shapes follow rosinality/stylegan2-pytorch's ``Discriminator`` (so ``Discriminator(256)``
+has 28,864,129 parameters and keys ``convs.0.0.weight``, ``convs.k.conv1.0.weight``, ``convs.k.conv2.1.weight``,
+``convs.k.skip.1.weight``, ``final_conv.0.weight``, ``final_linear.{0,1}.*``), written from the architecture
+description of Karras et al. 2020 and that repository's published layout. The few-shot patch-level
+discriminator of Ojha et al. 2021 ("Few-shot Image Generation via Cross-domain Correspondence") is
+:meth:`Discriminator.patch_features` plus the :class:`Extra` heads (``new_conv.{k}.0.weight [1, C, 3, 3]``,
+``new_conv.{k}.1.bias [1]``).
 
 Shapes: images ``[N, 3, size, size]`` float32 in [-1, 1]; logits ``[N, 1]``; patch logits ``[N, 1, r, r]``.
 

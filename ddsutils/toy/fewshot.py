@@ -1,37 +1,26 @@
 """Few-shot domain adaptation by cross-domain correspondence (Ojha et al., CVPR 2021), as DDS uses it.
 
-A generator trained on one domain (the *source*, here toy-world ``natural``) is fine-tuned on ``n_shots``
-images of a *target* domain (toy-world ``sketch`` or ``caricature``) so that ``G_source(z)`` and
-``G_target(z)`` show the same face layout: DDS needs this shared latent space. The recipe follows
-few-shot-gan-adaptation's ``train.py`` as described in ``shared/research/anchors_repos.md`` §3, written
-from that description:
+A generator trained on one domain (here toy-world ``natural``) is fine-tuned on ``n_shots`` images of a target
+domain (``sketch`` or ``caricature``) so that ``G_source(z)`` and ``G_target(z)`` show the same face layout: DDS
+needs this shared latent space. The recipe is few-shot-gan-adaptation's ``train.py``, written from its paper
+and published description:
 
-- **CDC loss** (§3.2), every generator step: ``feat_const_batch`` z; for each anchor ``i`` a random
-  StyledConv feature index ``l_i`` in [1, num_layers - 1] (the 4x4 feature 0 is never used); cosine
-  similarity of its flattened feature to every other batch item's (same layer) -> ``[n, n - 1]``, softmax
-  over each row; source (frozen ``g``, no gradient) and target alike; loss ``kl_wt * KL(p_source || p_target)``
-  with ``nn.KLDivLoss``'s default ``'mean'`` reduction (divides by all ``n (n - 1)`` entries).
-- **Anchors / patch discriminator** (§3.3): step ``i`` with ``i % subspace_freq == 0`` samples z near one of
-  ``n_anchors`` fixed anchors (``N(anchor, subspace_std^2)`` element-wise, no mixing) and uses the
-  image-level discriminator; other steps sample z normally (style mixing ``mixing``) and use the
-  patch-level discriminator: head ``p ~ U{0..highp-1}`` of :class:`~ddsutils.discriminator.Extra` on
-  ``Discriminator.patch_features`` (with ``highp=1`` always the first, at ``size/8``), logistic loss averaged
-  over all patch logits, R1 on per-sample patch-averaged logits.
-- StyleGAN2 losses otherwise (non-saturating, lazy R1 10 every 16, path length 2 every 4), Adam (0, 0.99)
-  with lazy-regularisation correction for G, D and the patch heads, EMA decay ``0.5 ** (32 / 10000)`` per
-  step by default (few-shot's constant).
+- **CDC loss**, every generator step: for each anchor ``i`` of a ``feat_const_batch`` a random StyledConv
+  feature ``l_i`` in [1, num_layers - 1]; softmax over the cosine similarities of its flattened feature to the
+  other batch items', for the frozen source and the target; ``kl_wt * KL(p_source || p_target)``
+  (``nn.KLDivLoss``, ``'mean'`` reduction).
+- **Anchors / patch discriminator**: every ``subspace_freq``-th step samples z ~ N(anchor, ``subspace_std``²)
+  around one of ``n_anchors`` fixed anchors (no mixing) and uses the image-level discriminator; the other steps
+  sample z normally and use patch head ``p ~ U{0..highp-1}`` of :class:`~ddsutils.toy.discriminator.Extra` on
+  ``Discriminator.patch_features`` (logistic loss over all patch logits, R1 on per-sample averages).
+- StyleGAN2 losses otherwise (non-saturating, lazy R1, path length), Adam (0, 0.99) with lazy-regularisation
+  correction, EMA decay ``0.5 ** (32 / 10000)`` per step.
 
-Initialisation: the adapted ``G`` and the frozen CDC reference start from the source checkpoint's ``g_ema``
-(``source_weights="g_ema"``, the default) or, as few-shot-gan-adaptation does, from its raw ``g``
-(``source_weights="g"``); the adapted ``g_ema`` starts from the source's ``g_ema``, ``D`` from the source's
-``d``; the patch heads are new. Optimisers start fresh. On the toy zoo the raw ``g`` and ``g_ema`` of the
-natural generator draw different layouts (parser IoU 0.45 eyes/nose/mouth, 0.56 hair over 256 z), and the
-adapted generators inherited that gap, so the default starts from ``g_ema``.
-
-Differences from the released code, all deliberate: the source and target passes of the CDC loss share one
-noise draw (the release draws independent noise per call, so its CDC loss is not exactly zero at
-initialisation); one patch head index is drawn per D/G step and used for real and fake alike; the anchor
-perturbation is vectorised; every random draw comes from per-step seeded generators (exact resume); no ADA.
+The adapted ``G`` and the frozen CDC reference start from the source checkpoint's ``g_ema`` (the default) or its
+raw ``g`` (``source_weights="g"``, few-shot-gan-adaptation's choice; why: ``docs/zoo.md``); ``D`` from its ``d``,
+new patch heads, fresh optimisers. Deliberate differences from the released code: one noise draw shared by the
+source and target CDC passes (the loss is exactly zero at initialisation), one patch head per D/G step for real
+and fake alike, a vectorised anchor perturbation, per-step seeded random draws (exact resume), no ADA.
 
 Used in: notebooks/08_fewshot_adaptation.ipynb; ``python -m ddsutils.zoo train``.
 """

@@ -1,43 +1,28 @@
 """Judges: small U-Nets trained only on toy-world renders, never on GAN samples.
 
-The toy zoo (a tiny StyleGAN2 on ``toy-natural-64`` and its few-shot ``toy-sketch-64`` /
-``toy-caricature-64`` adaptations) and, later, the DDS results are checked against ground truth with two
-networks that have only ever seen procedural renders from :mod:`ddsutils.toyworld`:
+The toy zoo and the DDS results are checked against ground truth with two networks that have only ever seen
+procedural renders from :mod:`ddsutils.toy.toyworld`:
 
-- :class:`PartParser` maps an image of *any* of the three styles to per-pixel part labels over
-  :data:`ddsutils.toyworld.PARTS` (7 classes). Each style is trained against its own label map (the
-  caricature one is exaggerated).
-- :class:`DomainSegmenter` maps an image to per-pixel styles over :data:`ddsutils.toyworld.STYLES`
-  (3 classes: natural / sketch / caricature). It is trained on dual-domain composites
-  (:func:`ddsutils.toyworld.composite` semantics; masks ``eyes_nose_mouth`` and ``hair``; all six ordered
-  pairs of different styles) and on pure renders.
+- :class:`PartParser`: an image of any of the three styles → per-pixel part labels over
+  :data:`ddsutils.toy.toyworld.PARTS` (7 classes), each style trained against its own label map.
+- :class:`DomainSegmenter`: an image → per-pixel styles over :data:`ddsutils.toy.toyworld.STYLES`, trained on
+  dual-domain composites (masks ``eyes_nose_mouth`` and ``hair``, all six ordered style pairs) and pure renders.
 
-Both are the same :class:`TinyUNet` (a four-level U-Net, 488,103 parameters, 1.98 MB of float32 weights)
-and are trained on fresh seeded renders every step, with augmentations that keep the labels exact
-(horizontal flips, small colour jitter) plus mild blur and noise so that they generalise to slightly
-blurry GAN samples (:func:`augment`). Losses: the parser uses class-weighted cross-entropy
-(:data:`PARSER_CLASS_WEIGHTS`, undone afterwards by a logit adjustment of the head bias) + soft Dice; the
-segmenter uses per-image class-balanced cross-entropy (the few pixels of pasted eyes / nose / mouth count)
-+ soft Dice. Numbers on 1000 held-out identities: ``python -m ddsutils.judges evaluate --n 1000`` (the
-manifest notes of the two entries quote them).
-
-Seeds: training identities are drawn with seeds below :data:`TRAIN_SEED_LIMIT` (``2**40``); the
-held-out evaluation uses :data:`EVAL_SEED` and the tests :data:`TEST_SEED`, both above it, so the two
-never share a seed.
-
-Committed weights (``weights/judge-parser-64.pt``, ``weights/judge-domain-64.pt``) are listed in
-``weights/manifest.json`` and resolved with :func:`ddsutils.weights.resolve` (sha256-checked); load them
-with :func:`load_judge`.
-
-CLI::
+Both are the same :class:`TinyUNet` (488,103 parameters), trained on fresh seeded renders every step with
+label-exact augmentations plus mild blur and noise (:func:`augment`) so that they generalise to blurry GAN
+samples. Losses: class-weighted cross-entropy (:data:`PARSER_CLASS_WEIGHTS`, undone afterwards by a logit
+adjustment of the head bias) + soft Dice for the parser; per-image class-balanced cross-entropy + soft Dice
+for the domain segmenter. Training seeds are below :data:`TRAIN_SEED_LIMIT`; :data:`EVAL_SEED` and
+:data:`TEST_SEED` are above it. The committed weights (``weights/judge-*-64.pt``, in the manifest) load with
+:func:`load_judge`; their scores: ``docs/zoo.md``.
 
     python -m ddsutils.judges train [--which parser|domain|both] [--steps N] [--out weights] [--update-manifest]
     python -m ddsutils.judges evaluate --n 1000 [--json PATH] [--parser NAME|PATH] [--domain NAME|PATH]
 
-Retraining overwrites ``weights/judge-*-64.pt``; pass ``--update-manifest`` (or restore the files) so that
-their pinned sha256 stays right.
+Retraining overwrites ``weights/judge-*-64.pt``: pass ``--update-manifest`` so that their pinned sha256 stays
+right.
 
-Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/05_metrics.ipynb
+Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/05_metrics.ipynb.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Toy-world scoring of dual-domain images with the judges, and the DDS evaluation behind ``dds evaluate``.
 
-In the toy world a per-pixel domain segmenter (:mod:`ddsutils.judges`, trained on renders only) tells which
+In the toy world a per-pixel domain segmenter (:mod:`ddsutils.toy.judges`, trained on renders only) tells which
 style each pixel of an image is in, so a DDS output can be checked against what DDS promises: the part is in
 the source style and the rest in the target style. :func:`style_fractions` computes the two fractions for
 any images and masks; :func:`evaluate` runs every DDS mode over source→target pairs and masks of the toy zoo

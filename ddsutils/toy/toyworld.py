@@ -1,35 +1,24 @@
 """The toy world: procedural faces with per-pixel part labels in three styles.
 
-No pretrained face GAN (FFHQ / MetFaces / caricature StyleGAN2) can be reached offline, so the project
-embeds a small, fully procedural stand-in that is the **default offline data source** of every notebook
-and test. A face is described by an :class:`Identity` (face shape, skin tone, hair style and colour, eye,
-eyebrow, nose and mouth geometry, head roll, position, scale, light and background) drawn with
-:func:`sample_identities`, and drawn by :func:`render` in one of three *styles* (domains) that share
-that geometry:
+The offline stand-in for a face GAN's data and the default data source of every notebook and test. An
+:class:`Identity` (face shape, skin tone, hair, eye, eyebrow, nose and mouth geometry, head roll, position,
+scale, light, background; :func:`sample_identities`) is drawn by :func:`render` in one of three *styles* that
+share its geometry:
 
-- ``"natural"``: the "photo" domain. Colour, soft radial (Lambert-like) shading, mild seeded texture,
-  muted backgrounds with a colour gradient. A tiny StyleGAN2 is trained on these renders at 64 px.
-- ``"sketch"``: a grey pencil drawing on off-white paper: dark outlines of face, hair, eyes, brows,
-  nose and mouth, hatching in hair and shadows, paper grain, almost no colour. It has exactly the
-  label map of ``"natural"``.
-- ``"caricature"``: the same identity with exaggerated proportions (bigger eyes, nose and mouth,
-  stronger face shape; see :func:`exaggerate`), bold flat saturated colours and thick dark outlines.
-  Its parts keep their centres but are larger, so its label map differs from the natural one.
+- ``"natural"``: colour, soft radial shading, mild seeded texture, muted gradient backgrounds;
+- ``"sketch"``: a grey pencil drawing on off-white paper (outlines, hatching, paper grain), with exactly the
+  label map of ``"natural"``;
+- ``"caricature"``: exaggerated proportions (:func:`exaggerate`: bigger eyes, nose and mouth, stronger face
+  shape), bold flat colours and thick outlines; its parts keep their centres but are larger.
 
-Every render comes with a label map over :data:`PARTS` (ids are the indices), computed with the same
-implicit fields as the image: the image uses soft anti-aliased edges, the labels the hard sign of the
-same field in painter's order (later parts cover earlier ones). The geometry lives in continuous
-coordinates, so one identity gives the same picture at 64, 128 or 256 px (only the per-pixel paper and
-skin grain is resampled). Rendering is vectorised over the batch with torch on implicit, signed-distance
-like fields over a pixel grid; it is deterministic: the same identity (and so the same seed) gives
-bit-identical tensors, all texture coming from an integer hash of the identity's ``seed``.
+Every render comes with a label map over :data:`PARTS`, from the same implicit fields as the image (the image
+uses soft anti-aliased edges, the labels the hard sign of the field, in painter's order). Geometry is
+continuous, so one identity gives the same picture at 64, 128 or 256 px. Rendering is vectorised over the
+batch and deterministic: the same identity gives bit-identical tensors (texture from an integer hash of its
+``seed``). The paper's masks are :data:`MASKS` (M1 eyes, nose and mouth; M2 hair); :func:`part_mask` makes one
+from a label map and :func:`composite` builds dual-domain images with a per-pixel ``style_map``.
 
-The DDS masks of the paper are :data:`MASKS` (M1 = eyes, nose and mouth; M2 = hair); :func:`part_mask`
-turns a label map into such a mask and :func:`composite` builds dual-domain images whose pixels inside a
-mask come from one style and outside from another, with a per-pixel ``style_map`` (ground truth for a
-domain segmenter).
-
-Run ``python -m ddsutils.toyworld`` to write ``figures/toyworld_renders.png``.
+``python -m ddsutils.toy.toyworld`` writes ``figures/toyworld_renders.png``.
 
 Used in: the toy-world notebooks, the toy StyleGAN2 training, the judges, ``benchmarks/toyworld_speed.py``.
 """

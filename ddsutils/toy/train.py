@@ -1,22 +1,17 @@
 """Train a tiny StyleGAN2 on toy-world renders (CPU-friendly), with resumable, safe checkpoints.
 
-The recipe is StyleGAN2's as implemented by rosinality/stylegan2-pytorch (described in
-``shared/research/anchors_repos.md`` §2), written from that description:
+The recipe is StyleGAN2's as implemented by rosinality/stylegan2-pytorch, written from its description:
 
-- non-saturating logistic GAN loss; lazy R1 on real images (``r1``, every ``d_reg_every`` steps, scaled by
-  ``d_reg_every``); optional lazy path-length regularisation (``path_reg``, every ``g_reg_every`` steps);
-- Adam with betas ``(0, 0.99)``, learning rate and betas corrected for lazy regularisation
-  (``ratio = every / (every + 1)``: ``lr * ratio``, betas ``(0, 0.99 ** ratio)``);
+- non-saturating logistic loss; lazy R1 on real images (``r1`` every ``d_reg_every`` steps, scaled by
+  ``d_reg_every``); optional lazy path-length regularisation (``path_reg`` every ``g_reg_every`` steps);
+- Adam with betas ``(0, 0.99)``, corrected for lazy regularisation (``ratio = every / (every + 1)``: ``lr * ratio``,
+  betas ``(0, 0.99 ** ratio)``);
 - style mixing with probability ``mixing`` (one crossover index per batch, uniform in [1, n_latent - 1]);
-- generator EMA ``g_ema`` with decay ``0.5 ** (batch / (ema_kimg * 1000))`` (half-life ``ema_kimg``
-  thousand images; optional StyleGAN2-ADA ramp-up);
-- data: fresh :func:`ddsutils.toyworld.render_batch` renders each step from a seeded stream, optional
-  random horizontal flip.
+- generator EMA ``g_ema`` with decay ``0.5 ** (batch / (ema_kimg * 1000))`` (optional StyleGAN2-ADA ramp-up);
+- data: fresh :func:`ddsutils.toy.toyworld.render_batch` renders every step, optional horizontal flips.
 
-Every random draw of step ``i`` comes from ``torch.Generator``\\ s seeded by ``(seed, i, stream)``, so a run
-resumed from a checkpoint reproduces the uninterrupted run (same parameters on the same device/threads).
-
-Run layout (``out_dir``)::
+Every random draw of step ``i`` comes from generators seeded by ``(seed, i, stream)``, so a resumed run
+reproduces the uninterrupted one (same device and threads). Run layout (``out_dir``)::
 
     checkpoints/000500.pt   {"g", "d", "g_ema", "g_optim", "d_optim", "iter", "config", "d_config",
                              "train_args", "loss_log", "mean_path_length"}  (torch.load(weights_only=True))

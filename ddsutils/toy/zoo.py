@@ -2,9 +2,9 @@
 
 ``python -m ddsutils.zoo train`` reproduces the whole zoo from nothing (toy-world renders are the data):
 
-1. :func:`ddsutils.train.train_gan` on ``natural`` renders (``RUNS/natural``), exported as
+1. :func:`ddsutils.toy.train.train_gan` on ``natural`` renders (``RUNS/natural``), exported as
    ``OUT/toy-natural-64.pt``;
-2. :func:`ddsutils.fewshot.adapt` of that training checkpoint to ``sketch`` and ``caricature`` from 10
+2. :func:`ddsutils.toy.fewshot.adapt` of that training checkpoint to ``sketch`` and ``caricature`` from 10
    rendered images each (``RUNS/sketch``, ``RUNS/caricature``), exported as ``OUT/toy-sketch-64.pt`` and
    ``OUT/toy-caricature-64.pt``;
 3. sample grids ``FIGURES/zoo_<name>.png`` (the same z through the three generators) and
@@ -12,10 +12,12 @@
    ``RUNS/zoo_summary.json`` (files, sha256, iterations, wall time).
 
 Exports hold ``{"g_ema", "config", "latent_avg", "meta"}`` and load with
-:func:`ddsutils.stylegan2.load_generator`. Every stage resumes from its latest checkpoint, so an
-interrupted command can simply be run again.
+:func:`ddsutils.core.stylegan2.load_generator`. Every stage resumes from its latest checkpoint, so an
+interrupted command can simply be run again. ``evaluate`` scores the zoo with the judges. The recipe
+(:data:`ZOO_DEFAULTS`) and why: ``docs/zoo.md``.
 
     python -m ddsutils.zoo train [--device auto] [--out weights] [--iters-natural N] [--iters-adapt N]
+    python -m ddsutils.zoo evaluate --n 256 [--json PATH] [--generator STYLE=PATH]
 
 Used in: notebooks/08_fewshot_adaptation.ipynb.
 """
