@@ -1,17 +1,16 @@
 """``make demo`` — the notebooks, executed with papermill at a parameter profile.
 
-    python -m ddsutils.demo --profile demo            # make demo: every notebook of the run list, CPU, toy world
-    python -m ddsutils.demo --profile paper           # make paper: 256 px public weights, GPU
-    python -m ddsutils.demo --profile demo --only 03_dds_optimisation
+    python -m ddsutils.lab.demo --profile demo        # make demo: every notebook of the run list, CPU, toy world
+    python -m ddsutils.lab.demo --profile paper       # make paper: 256 px public weights, GPU
+    python -m ddsutils.lab.demo --profile demo --only 03_dds_optimisation
 
-Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/`` (also
-those of ``make figures``; only ``make figures-commit`` writes the committed ``figures/``); the command ends
-with a table of wall times and the list of figures. It is :func:`ddsutils.notebook.main`'s
-``run`` command (see :mod:`ddsutils.notebook` for profiles and the run list).
+Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/`` (only
+``make figures-commit`` writes the committed ``figures/``); the command ends with a table of wall times and the
+list of figures. It is the ``run`` command of :func:`ddsutils.lab.notebook.main` (profiles and the run list:
+:mod:`ddsutils.lab.notebook`).
 
-Without ``--profile`` it prints the foundation-stage environment report instead (torch, the weights
-manifest, a random-weight generator in the public 256 px layout, toy-world renders into ``--out``), which
-``tests/test_viz_demo.py`` still exercises.
+Without ``--profile`` it prints an environment report instead (torch, the weights manifest, a random-weight
+generator in the public 256 px layout, toy-world renders into ``--out``; ``tests/test_viz_demo.py``).
 """
 from __future__ import annotations
 

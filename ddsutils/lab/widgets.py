@@ -1,27 +1,21 @@
 """Notebook widgets: a brush mask painter for labelling one generated image (the segmenter's one shot), and a
 DDS panel that reruns one toy-world pair (:class:`DDSPanel`).
 
-The painter has two layers:
+- :class:`MaskEditor`: the painting logic in plain Python / numpy (no widget import): brush strokes rasterised
+  into a binary mask, paint / erase, a bounded undo stack, clear, overlay rendering, an atomic PNG save.
+- :class:`MaskPainter`: the JupyterLab UI around it: an ``ipycanvas.Canvas`` with the mask overlaid (mouse drag
+  paints), paint / erase toggle, brush size, Undo, Clear, a save path and Save. ``ipywidgets`` and
+  ``ipycanvas`` are imported only when a painter is created.
 
-- :class:`MaskEditor` — the painting logic in plain Python/numpy (no widget import): brush strokes
-  rasterised into a binary mask, paint/erase, a bounded undo stack, clear, overlay rendering and an
-  atomic PNG save. Tested without a browser.
-- :class:`MaskPainter` — the JupyterLab UI around it: an ``ipycanvas.Canvas`` showing the image with the
-  mask overlaid (mouse drag paints), paint/erase toggle, brush-size slider, Undo, Clear, a save path and
-  Save. Needs ``ipywidgets`` and ``ipycanvas`` (``pip install ipycanvas``), imported only when a painter
-  is created, so ``import ddsutils.widgets`` (and ``ddsutils``, ``ddsutils.segmenter``) never imports them.
-
-Saved masks are 8-bit greyscale PNGs with values 0 / 255 at the image's resolution; load them with
-:func:`ddsutils.segmenter.load_mask_png`, or take ``painter.mask`` (``[1, 1, H, W]`` float {0, 1}) directly.
-
-Example (in a notebook)::
+Saved masks are 8-bit greyscale PNGs (0 / 255) at the image's resolution; load them with
+:func:`ddsutils.core.segmenter.load_mask_png`, or take ``painter.mask`` (``[1, 1, H, W]`` float {0, 1}).
 
     img = G(z)                                            # [1, 3, 64, 64] in [-1, 1]
     painter = MaskPainter(img, brush=4, save_path="runs/masks/hair.png")
     painter                                               # paint, then click Save
     seg = segmenter.train_segmenter(G, z, painter.mask, part="hair")
 
-Used in: notebooks/02_oneshot_segmenter.ipynb.
+Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/03_dds_optimisation.ipynb (DDSPanel).
 """
 from __future__ import annotations
 
