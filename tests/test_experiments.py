@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from ddsutils.core import dds
+from ddsutils.core.cli import UserError
 from ddsutils.lab import experiments
+from ddsutils.lab import notebook as NB
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:y_[st] is")]
 
@@ -146,3 +148,78 @@ def test_dds_cache_key_follows_the_generator_weights(ctx, monkeypatch):
     assert retrained.generator_digest("natural") != same.generator_digest("natural")
     with pytest.raises(Ran):
         retrained.dds("caricature", "natural", "eyes_nose_mouth", progress=False)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Profiles: the domains: and experiments: sections of notebooks/params/<profile>.yaml
+
+
+def _yaml_profile(tmp_path, edit):
+    """A copy of ci.yaml, parsed, changed by ``edit(dict)`` and written to ``tmp_path/p.yaml``."""
+    import yaml
+
+    data = yaml.safe_load((NB.params_dir() / "ci.yaml").read_text())
+    edit(data)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)
+
+
+@pytest.mark.parametrize("profile", NB.PROFILES)
+def test_every_profiles_experiments_section_validates(profile):
+    settings = experiments.profile_settings(profile)
+    assert list(settings) == list(experiments.SETTINGS)
+    domains = NB.domains(profile)
+    assert settings["generators"] == {name: d.generator for name, d in domains.items()}
+    assert {d for pair in settings["pairs"] for d in pair} <= set(domains)
+    assert dict(experiments.PROFILES[profile]) == settings  # the read-only view reads the same file
+
+
+def test_profiles_is_a_read_only_view_of_the_yaml_files():
+    assert list(experiments.PROFILES) == list(NB.PROFILES) and len(experiments.PROFILES) == 3
+    with pytest.raises(TypeError):
+        experiments.PROFILES["ci"]["n"] = 3  # type: ignore[index]
+    with pytest.raises(KeyError):
+        experiments.PROFILES["huge"]
+    assert experiments.PROFILES["demo"]["num_steps"] == 50 and experiments.PROFILES["paper"]["fd"] == "inception"
+
+
+def test_settings_and_generators_come_from_the_yaml_file(tmp_path):
+    def edit(d):
+        d["experiments"]["n"] = 3
+        d["domains"]["natural"]["generator"] = "runs/my-natural.pt"
+
+    settings = experiments.profile_settings(_yaml_profile(tmp_path, edit))
+    assert settings["n"] == 3 and settings["generators"]["natural"] == "runs/my-natural.pt"
+    assert settings["generators"]["caricature"] == "toy-caricature-64"
+
+
+@pytest.mark.parametrize("edit, text", [
+    (lambda d: d["domains"]["caricature"].pop("style"), "domain 'caricature' has no style"),
+    (lambda d: d["domains"]["caricature"].update(style="cartoon"), "unknown toy-world style"),
+    (lambda d: d["domains"]["sketch"].pop("generator"), "domain 'sketch' has no generator"),
+    (lambda d: d["domains"].update(toon="toy-caricature-64"), "domain 'toon' must be a mapping"),
+    (lambda d: d["domains"]["sketch"].update(size=64), r"domain 'sketch' has unknown keys \['size'\]"),
+    (lambda d: d["experiments"].pop("lr"), r"experiments: missing setting\(s\) \['lr'\]"),
+    (lambda d: d["experiments"].update(num_step=3), r"unknown setting\(s\) \['num_step'\] \(did you mean num_steps"),
+    (lambda d: d["experiments"].update(generators={"x": "y"}), "generators come from the profile's domains"),
+    (lambda d: d["experiments"].update(n=1), r"experiments.n: 1: must be >= 2"),
+    (lambda d: d["experiments"].update(pairs=[["caricature", "cartoon"]]), "experiments.pairs: cartoon: unknown domain"),
+    (lambda d: d["domains"].clear(), "p.yaml: domains: .*must map domains to generator names"),
+    (lambda d: d.update(experiment={}), "top-level keys must be"),
+])
+def test_bad_profiles_are_refused_with_a_clear_error(tmp_path, edit, text):
+    with pytest.raises(UserError, match=text):
+        experiments.profile_settings(_yaml_profile(tmp_path, edit))
+
+
+def test_judges_score_the_domains_style_not_its_name(ctx, monkeypatch):
+    s, t, m = "caricature", "natural", "eyes_nose_mouth"
+    img = ctx.paste(s, t, m)
+    real = ctx.judge(img, s, t, m)
+    assert real["inside_source"] > 0.2  # the pasted caricature part is judged caricature
+    sketch = NB.Domain("caricature", "toy-caricature-64", "sketch")
+    monkeypatch.setattr(ctx, "domains", {**ctx.domains, "caricature": sketch})
+    assert ctx.judge(img, s, t, m)["inside_source"] < real["inside_source"] / 2
+    monkeypatch.setattr(ctx, "domains", {k: v for k, v in ctx.domains.items() if k != "caricature"})
+    assert ctx.judge(img, s, t, m) == {}  # a domain without a style: no judge scores

@@ -185,3 +185,28 @@ def test_parameter_spec_reads_types_and_defaults():
     assert spec["n"] == ("int", 4) and spec["pairs"][0] == "list" and spec["profile"] == ("str", "demo")
     NB.check_parameters("04_ablations", {"n": 2, "pairs": [["sketch", "natural"]], "lr": 1} if "lr" in spec else
                         {"n": 2, "pairs": [["sketch", "natural"]]})
+
+
+def test_every_profile_names_its_domains():
+    """Domains are data (name, generator, toy-world style), not guessed from a generator's name."""
+    from ddsutils.toy import toyworld
+
+    for profile in NB.PROFILES:
+        doms = NB.domains(profile)
+        assert {"natural", "caricature", "sketch"} <= set(doms), profile
+        assert all(d.name == name and d.generator and d.style in toyworld.STYLES for name, d in doms.items())
+    assert NB.domain("ci", "sketch") == NB.Domain("sketch", "toy-sketch-64", "sketch")
+    assert NB.domain("paper", "natural").generator == "ffhq-256"
+    with pytest.raises(ValueError, match=r"unknown domain of profile 'ci' \(did you mean sketch\?\)"):
+        NB.domain("ci", "sketchy")
+
+
+def test_the_runner_refuses_a_domain_without_a_style(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("shared: {profile: ci, device: cpu, seed: 0}\n"
+                    "domains:\n  toon: {generator: toy-caricature-64}\n")
+    with pytest.raises(ValueError, match=r"p.yaml: domain 'toon' has no style \(a non-empty text"):
+        NB.check_profile(str(path), ["01_load_generators"])
+    path.write_text("shared: {profile: ci, device: cpu, seed: 0}\nexperiments: [n, 2]\n")
+    with pytest.raises(ValueError, match="'experiments' and each notebook's section must be mappings"):
+        NB.load_profile(str(path))

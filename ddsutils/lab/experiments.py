@@ -1,6 +1,7 @@
 """The paper's experiments as functions that save their results: Table 1, Fig. 7, Fig. 8, Table 2, modes, baselines.
 
-Every experiment takes a profile (``ci``, ``demo``, ``paper``; :data:`PROFILES`) plus keyword overrides, runs
+Every experiment takes a profile (``ci``, ``demo``, ``paper``: the ``domains:`` and ``experiments:`` sections of
+``notebooks/params/<profile>.yaml``, :func:`profile_settings`) plus keyword overrides, runs
 what it needs, and returns and saves a result under ``runs/<profile>/results/``:
 
 - ``<name>.json``: ``{"name", "profile", "config", "rows", "claims", "wall_s"}`` (``rows`` are flat dicts, one
@@ -40,8 +41,9 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -52,36 +54,22 @@ from ..core.cli import UserError
 from ..core.files import atomic_write_bytes, run_folder
 from ..core.paths import runs_dir
 from ..toy.scoring import to_json as _clean
+from . import notebook
 
-__all__ = ["PROFILES", "EXPERIMENTS", "Context", "table1", "fid_during_optimisation", "loss_weight_sweep",
-           "backbone_ablation", "mode_comparison", "blending_baselines", "format_markdown", "format_table1", "main"]
+__all__ = ["PROFILES", "SETTINGS", "profile_settings", "EXPERIMENTS", "Context", "table1", "fid_during_optimisation",
+           "loss_weight_sweep", "backbone_ablation", "mode_comparison", "blending_baselines", "format_markdown",
+           "format_table1", "main"]
 
-_TOY = {"natural": "toy-natural-64", "sketch": "toy-sketch-64", "caricature": "toy-caricature-64"}
 _MODES = ("paper", "release", "blend", "refine")  # dds.MODES, without importing dds at module load
 #: Bumped when a DDS mode's results change for the same settings, so cached runs are not reused.
 DDS_CACHE_VERSION = 2
 
-#: Settings of each profile (every key can be overridden by a keyword of the experiment functions).
-PROFILES: dict[str, dict[str, Any]] = {
-    "ci": dict(generators=_TOY, pairs=[("caricature", "natural")], masks=["eyes_nose_mouth"], n=2, n_ref=16,
-               num_steps=4, snapshot_every=2, lr=0.01, seed=0, mask_source="parser", fd="vgg", judges=True,
-               sweep_values=[0.0, 1.0], backbones=["vgg16", "alexnet"], modes=list(_MODES), device="cpu"),
-    "demo": dict(generators=_TOY, pairs=[("caricature", "natural"), ("natural", "caricature")],
-                 masks=["eyes_nose_mouth", "hair"], n=4, n_ref=128, num_steps=50, snapshot_every=10, lr=0.01,
-                 seed=0, mask_source="parser", fd="vgg", judges=True, sweep_values=[0.0, 1.0, 2.0],
-                 backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], modes=list(_MODES),
-                 device="cpu"),
-    "paper": dict(generators={"natural": "ffhq-256", "caricature": "fewshot-caricature-256",
-                              "sketch": "fewshot-sketch-256"},
-                  pairs=[("caricature", "natural"), ("natural", "caricature"), ("sketch", "natural"),
-                         ("natural", "sketch")],
-                  masks=["eyes_nose_mouth", "hair"], n=100, n_ref=1000, num_steps=1000, snapshot_every=100,
-                  lr=0.01, seed=0, mask_source="segmenter", fd="inception", judges=False,
-                  sweep_values=[0.0, 0.25, 0.5, 1.0, 2.0],
-                  backbones=["vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex"], modes=list(_MODES),
-                  device="cuda"),
-}
-_PROFILE_KEYS = set(PROFILES["demo"]) | {"segmenters", "out", "cache"}
+#: The settings of a profile, in this order (every one can be overridden by a keyword of the experiment
+#: functions): ``generators`` from the ``domains:`` section of ``notebooks/params/<profile>.yaml``, the others
+#: from its ``experiments:`` section (:func:`profile_settings`).
+SETTINGS: tuple[str, ...] = ("generators", "pairs", "masks", "n", "n_ref", "num_steps", "snapshot_every", "lr", "seed",
+                             "mask_source", "fd", "judges", "sweep_values", "backbones", "modes", "device")
+_PROFILE_KEYS = set(SETTINGS) | {"segmenters", "out", "cache"}
 _MASKS = ("eyes_nose_mouth", "hair")
 _JUDGED = ("inside_source", "relative_inside", "outside_target")
 _EXTRA_BACKBONES = ("lpips-alex", "lpips-vgg", "generator")
@@ -128,6 +116,67 @@ def check_settings(cfg: Mapping[str, Any], *, names: Mapping[str, str] | None = 
         cli.choice(mode, nm["modes"], _MODES, what="DDS mode")
 
 
+def _load_profile(profile: str) -> tuple[dict[str, Any], dict[str, notebook.Domain]]:
+    """``(settings, domains)`` of a profile's YAML file, checked (see :func:`profile_settings`)."""
+    prof = notebook.load_profile(profile)
+    exp, label = prof["experiments"], Path(profile).name if Path(profile).suffix else f"{profile}.yaml"
+    names = {k: f"{label}: experiments.{k}" for k in SETTINGS} | {"generators": f"{label}: domains"}
+    if "generators" in exp:
+        raise UserError("the generators come from the profile's domains: section (name: {generator, style}); "
+                        "remove this key", argument=f"{label}: experiments.generators")
+    unknown = sorted(set(exp) - set(SETTINGS))
+    if unknown:
+        near = difflib.get_close_matches(unknown[0], SETTINGS, n=1)
+        raise UserError(f"unknown setting(s) {unknown}{f' (did you mean {near[0]}?)' if near else ''}; settings are "
+                        f"{list(SETTINGS[1:])}", argument=f"{label}: experiments")
+    missing = [k for k in SETTINGS[1:] if k not in exp]
+    if missing:
+        raise UserError(f"missing setting(s) {missing}; every setting but generators is given here",
+                        argument=f"{label}: experiments")
+    cfg = {"generators": {name: d.generator for name, d in prof["domains"].items()},
+           **{k: exp[k] for k in SETTINGS[1:]}}
+    check_settings(cfg, names=names)
+    return cfg, prof["domains"]
+
+
+def profile_settings(profile: str) -> dict[str, Any]:
+    """The experiment settings of a profile, read from ``notebooks/params/<profile>.yaml`` and checked.
+
+    ``generators`` (``{domain: generator}``) comes from the file's ``domains:`` section, every other setting of
+    :data:`SETTINGS` from its ``experiments:`` section, which must give each one (no defaults in the code).
+
+    Args:
+        profile: ``"ci"``, ``"demo"``, ``"paper"``, or the path of a YAML file of the same structure.
+
+    Returns:
+        A new dict with the keys of :data:`SETTINGS` in that order.
+
+    Raises:
+        UserError: a missing, unknown or bad setting, or a domain without a generator or a toy-world style.
+    """
+    return _load_profile(profile)[0]
+
+
+class _Profiles(Mapping[str, Mapping[str, Any]]):
+    """Read-only view of every profile's settings (:func:`profile_settings`), read from the YAML file on access."""
+
+    def __getitem__(self, profile: str) -> Mapping[str, Any]:
+        if profile not in notebook.PROFILES:
+            raise KeyError(profile)
+        return MappingProxyType(profile_settings(profile))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(notebook.PROFILES)
+
+    def __len__(self) -> int:
+        return len(notebook.PROFILES)
+
+
+#: ``{profile: settings}`` for ``ci``, ``demo``, ``paper``: a read-only view of the ``domains:`` and
+#: ``experiments:`` sections of ``notebooks/params/<profile>.yaml`` (edit the YAML files, not this).
+PROFILES: Mapping[str, Mapping[str, Any]] = _Profiles()
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
@@ -140,10 +189,12 @@ class Context:
     """Settings of one profile plus lazily loaded generators, judges, reference features and cached runs.
 
     Args:
-        profile: ``"ci"``, ``"demo"`` or ``"paper"``.
-        **overrides: any key of :data:`PROFILES` (``n``, ``num_steps``, ``pairs``, ``masks``, ``device``,
+        profile: ``"ci"``, ``"demo"`` or ``"paper"``: its settings are :func:`profile_settings`, its domains
+            (``self.domains``, ``{name: notebook.Domain}``: the judges' style of each domain) the ``domains:``
+            section of ``notebooks/params/<profile>.yaml``.
+        **overrides: any key of :data:`SETTINGS` (``n``, ``num_steps``, ``pairs``, ``masks``, ``device``, ...),
             ``segmenters`` = ``{mask: segmenter file}`` for ``mask_source="segmenter"``, ``out`` = results
-            folder, ...).
+            folder, ``cache`` = DDS run cache.
     """
 
     def __init__(self, profile: str = "demo", **overrides: Any) -> None:
@@ -154,7 +205,8 @@ class Context:
             raise UserError(f"unknown setting(s) {sorted(unknown)}{f' (did you mean {near[0]}?)' if near else ''}; "
                             f"settings are {sorted(_PROFILE_KEYS)}")
         self.profile = profile
-        self.cfg: dict[str, Any] = {**PROFILES[profile], "segmenters": {}, **overrides}
+        settings, self.domains = _load_profile(profile)
+        self.cfg: dict[str, Any] = {**settings, "segmenters": {}, **overrides}
         check_settings(self.cfg)
         self.cfg["pairs"] = [tuple(p) for p in self.cfg["pairs"]]
         self.out = Path(self.cfg.get("out") or runs_dir() / profile / "results")
@@ -328,15 +380,15 @@ class Context:
         from ..toy import judges, scoring, toyworld
 
         jd = self.judges()
-        if jd is None or source not in toyworld.STYLES or target not in toyworld.STYLES:
+        if jd is None or source not in self.domains or target not in self.domains:
             return {}
+        styles = [toyworld.STYLES.index(self.domains[d].style) for d in (source, target)]
         p = self.pair(source, target, mask)
         inside, outside = scoring.regions(p["y_s"], p["y_t"])
 
         def fractions(x: Tensor) -> dict[str, float]:
             fr = scoring.style_fractions(judges.predict_styles(jd[1], x), inside, outside,
-                                         source_style=toyworld.STYLES.index(source),
-                                         target_style=toyworld.STYLES.index(target))
+                                         source_style=styles[0], target_style=styles[1])
             return {k: scoring._nanmean(v) for k, v in fr.items()}
 
         out = fractions(img)

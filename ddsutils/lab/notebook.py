@@ -3,11 +3,15 @@
 The notebooks in ``notebooks/`` are thin: every cell calls ``ddsutils``. This module holds what they share
 and what runs them in batch.
 
-Profiles. ``notebooks/params/<profile>.yaml`` (``ci``, ``demo``, ``paper``) has two sections::
+Profiles. ``notebooks/params/<profile>.yaml`` (``ci``, ``demo``, ``paper``) has four sections::
 
     shared:                      # passed to EVERY notebook of the run list; each must declare these names
       profile: ci
       device: cpu
+    domains:                     # domain name -> generator and toy-world style (:func:`domains`)
+      caricature: {generator: toy-caricature-64, style: caricature}
+    experiments:                 # the settings of ddsutils.experiments (checked there)
+      n: 2
     notebooks:                   # per-notebook values, keyed by the notebook's file stem
       03_dds_optimisation:
         num_steps: 5
@@ -71,8 +75,8 @@ from ..core.cli import UserError
 
 __all__ = [
     "RUN_LIST", "FIGURES_NOTEBOOK", "PROFILES", "REQUIRED_PARAMETERS", "notebooks_dir", "params_dir",
-    "notebook_path", "load_profile", "notebook_parameters", "declared_parameters", "parameter_spec",
-    "check_parameters", "check_profile", "resolve_names", "prepare", "execute",
+    "notebook_path", "Domain", "load_profile", "domains", "domain", "notebook_parameters", "declared_parameters",
+    "parameter_spec", "check_parameters", "check_profile", "resolve_names", "prepare", "execute",
     "Run", "start", "oracle_label", "backbone_weights", "adaptable_checkpoint", "main",
 ]
 
@@ -91,6 +95,8 @@ RUN_LIST: tuple[str, ...] = (
 #: Regenerates the paper figures from ``runs/<profile>/`` results (``make figures``); not in the run list.
 FIGURES_NOTEBOOK = "90_paper_figures"
 PROFILES: tuple[str, ...] = ("ci", "demo", "paper")
+#: Top-level sections of a profile's YAML file (:func:`load_profile`).
+PROFILE_SECTIONS: tuple[str, ...] = ("shared", "domains", "experiments", "notebooks")
 #: Every notebook declares these (the runner may inject ``out_dir``).
 REQUIRED_PARAMETERS: tuple[str, ...] = ("profile", "out_dir", "device", "seed")
 #: Per-cell time limits (s) of batch runs; the whole run is bounded by an outer ``timeout`` in the Makefile.
@@ -123,9 +129,54 @@ def _profile_path(profile: str) -> Path:
     return p if p.suffix in (".yaml", ".yml") and p.is_file() else params_dir() / f"{profile}.yaml"
 
 
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """One image domain of a profile (an entry of its ``domains:`` section).
+
+    Attributes:
+        name: the domain's name in the profile (``"caricature"``), used in experiment pairs and notebooks.
+        generator: its generator, a manifest name (``"toy-caricature-64"``) or a checkpoint path.
+        style: the toy-world style it stands for (one of ``toyworld.STYLES``): the class the judges score.
+    """
+
+    name: str
+    generator: str
+    style: str
+
+
+def _parse_domains(raw: Any, where: str, profile: str) -> dict[str, Domain]:
+    """The ``domains:`` section as ``{name: Domain}``; a :class:`~ddsutils.cli.UserError` names the bad entry."""
+    from ..toy.toyworld import STYLES
+
+    example = "e.g. caricature: {generator: toy-caricature-64, style: caricature}"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: 'domains' must map domain names to a generator and a style ({example})",
+                        argument="--profile", value=profile)
+    out = {}
+    for name, d in raw.items():
+        if not isinstance(d, dict):
+            raise UserError(f"{where}: domain {name!r} must be a mapping with 'generator' and 'style' ({example})",
+                            argument="--profile", value=profile)
+        for key in ("generator", "style"):
+            if not isinstance(d.get(key), str) or not d[key]:
+                raise UserError(f"{where}: domain {name!r} has no {key} (a non-empty text; {example})",
+                                argument="--profile", value=profile)
+        if set(d) - {"generator", "style"}:
+            raise UserError(f"{where}: domain {name!r} has unknown keys {sorted(set(d) - {'generator', 'style'})}; "
+                            "a domain has only 'generator' and 'style'", argument="--profile", value=profile)
+        cli.choice(d["style"], f"{where}: domain {name!r}: style", STYLES, what="toy-world style")
+        out[str(name)] = Domain(str(name), d["generator"], d["style"])
+    return out
+
+
 def load_profile(profile: str) -> dict[str, Any]:
-    """``notebooks/params/<profile>.yaml`` as ``{"shared": {...}, "notebooks": {stem: {...}}}`` (``profile`` may
-    also be the path of a YAML file of the same structure)."""
+    """``notebooks/params/<profile>.yaml`` as ``{"shared": {...}, "domains": {name: Domain}, "experiments": {...},
+    "notebooks": {stem: {...}}}`` (``profile`` may also be the path of a YAML file of the same structure; a
+    missing section is empty).
+
+    Checked here: the structure and every domain (a generator and a toy-world style each); the notebook
+    sections by :func:`check_profile`, the experiment settings by :func:`ddsutils.lab.experiments.profile_settings`.
+    """
     import yaml
 
     path = _profile_path(profile)
@@ -139,16 +190,34 @@ def load_profile(profile: str) -> dict[str, Any]:
                         value=profile) from None
     if not isinstance(raw, dict):
         raise UserError(f"{path} must be a mapping with 'shared' and 'notebooks'", argument="--profile", value=profile)
-    unknown = set(raw) - {"shared", "notebooks"}
+    unknown = set(raw) - set(PROFILE_SECTIONS)
     if unknown:
-        raise UserError(f"{path}: top-level keys must be 'shared' and 'notebooks', got also {sorted(unknown)}",
-                        argument="--profile", value=profile)
+        raise UserError(f"{path}: top-level keys must be {', '.join(map(repr, PROFILE_SECTIONS))}, got also "
+                        f"{sorted(unknown)}", argument="--profile", value=profile)
     sections = raw.get("notebooks") or {}
-    bad = [k for k, v in [("shared", raw.get("shared")), *sections.items()] if not isinstance(v or {}, dict)]
+    bad = [k for k, v in [("shared", raw.get("shared")), ("experiments", raw.get("experiments")), *sections.items()]
+           if not isinstance(v or {}, dict)] if isinstance(sections, dict) else []
     if not isinstance(sections, dict) or bad:
-        raise UserError(f"{path}: 'shared' and each notebook's section must be mappings of parameter: value "
-                        f"(not so: {bad or ['notebooks']})", argument="--profile", value=profile)
-    return {"shared": dict(raw.get("shared") or {}), "notebooks": {k: dict(v or {}) for k, v in sections.items()}}
+        raise UserError(f"{path}: 'shared', 'experiments' and each notebook's section must be mappings of "
+                        f"name: value (not so: {bad or ['notebooks']})", argument="--profile", value=profile)
+    return {"shared": dict(raw.get("shared") or {}),
+            "domains": _parse_domains(raw.get("domains") or {}, str(path), profile),
+            "experiments": dict(raw.get("experiments") or {}),
+            "notebooks": {k: dict(v or {}) for k, v in sections.items()}}
+
+
+def domains(profile: str) -> dict[str, Domain]:
+    """The domains of a profile (its ``domains:`` section): ``{name: Domain(name, generator, style)}``.
+
+    Used in: notebooks/06_unpaired_and_cross_domain.ipynb; :class:`ddsutils.lab.experiments.Context`.
+    """
+    return load_profile(profile)["domains"]
+
+
+def domain(profile: str, name: str) -> Domain:
+    """One domain of a profile by name; a :class:`~ddsutils.cli.UserError` lists the profile's domains."""
+    known = domains(profile)
+    return known[cli.choice(name, "domain", list(known), what=f"domain of profile {profile!r}")]
 
 
 def notebook_parameters(profile: str, name: str, **overrides: Any) -> dict[str, Any]:
