@@ -1,32 +1,25 @@
 """The paper's experiments as functions that save their results: Table 1, Fig. 7, Fig. 8, Table 2, modes, baselines.
 
 Every experiment takes a profile (``ci``, ``demo``, ``paper``: the ``domains:`` and ``experiments:`` sections of
-``notebooks/params/<profile>.yaml``, :func:`profile_settings`) plus keyword overrides, runs
-what it needs, and returns and saves a result under ``runs/<profile>/results/``:
+``notebooks/params/<profile>.yaml``, :func:`profile_settings`) plus keyword overrides, and saves under
+``runs/<profile>/results/`` ``<name>.pt`` (image tensors for figures) and then ``<name>.json`` (``{"name",
+"profile", "config", "rows", "claims", "wall_s"}``: a flat dict per table line, the paper's statements checked
+on this data), each atomically.
 
-- ``<name>.json``: ``{"name", "profile", "config", "rows", "claims", "wall_s"}`` (``rows`` are flat dicts, one
-  table line each; ``claims`` checks the paper's statements on this data);
-- ``<name>.pt``: image tensors for figures (``weights_only``-loadable).
+DDS runs are cached one file per configuration under ``<out>/dds/`` (key: a readable name + a hash of the
+settings, the inputs and the generators' weights), so experiments resume and share runs (Table 1 and Fig. 7 use
+the same optimisations). Everything is seeded: the same profile and overrides give the same numbers.
 
-DDS runs are cached one file per configuration under ``<out>/dds/`` (the ``cache`` setting; key = readable
-name + hash of the settings, the inputs and the generators' weights), so an interrupted experiment resumes and
-experiments share runs (Table 1 and Fig. 7 use the same optimisations). Everything is seeded; the same profile
-and overrides give the same numbers. An experiment's two files are written as a pair: the ``.pt`` (or the
-removal of a stale one) first, the ``.json`` last, each atomically.
+The command line writes one run folder, ``--out`` (default ``runs/<profile>/results``, what notebook 90 reads),
+complete or not at all (:func:`ddsutils.core.files.run_folder`; ``--overwrite`` replaces it whole); its DDS cache
+``--cache`` (default ``runs/<profile>/dds_cache``) survives ``--overwrite``. Every argument is checked, and every
+generator, judge and feature weight loaded, before the first optimisation.
 
-The command line writes one run folder: ``--out`` (default ``runs/<profile>/results``, what
-``notebooks/90_paper_figures.ipynb`` reads) appears only when every experiment asked for has finished
-(:func:`ddsutils.files.run_folder`); an existing one is refused unless ``--overwrite``, which replaces it whole.
-Its DDS cache is ``--cache`` (default ``runs/<profile>/dds_cache``), outside the run folder so that it survives
-``--overwrite``; every argument is checked, and the generators, judges and feature weights are loaded, before
-the first optimisation.
-
-Distances between image sets: on CPU / offline the Fréchet distance and KID on ImageNet VGG-16 features
-(:data:`ddsutils.metrics.FRECHET_VGG_LABEL`, never called FID); ``fd="inception"`` (paper profile) uses
-Inception FID through torch-fidelity. Reference sets: ``D_s`` / ``D_t`` are ``n_ref`` samples of the source /
-target generator, ``{x_c}`` the crossovers of the same pairs (clamped to [-1, 1]: Eq. 1 adds ``x_s`` and ``x_t``
-where ``y_s`` and ``ȳ_t`` overlap). Per-image SSIM / PSNR compare each DDS image with
-its own ``x_s``, ``x_c`` or ``x_t`` (same ``z*``).
+Distances between image sets: the Fréchet distance and KID on ImageNet VGG-16 features
+(:data:`ddsutils.core.metrics.FRECHET_VGG_LABEL`, never called FID), or Inception FID through torch-fidelity
+(``fd="inception"``, paper profile). ``D_s`` / ``D_t`` are ``n_ref`` samples of the source / target generator,
+``{x_c}`` the crossovers of the same pairs (clamped to [-1, 1]); per-image SSIM / PSNR compare each DDS image
+with its own ``x_s``, ``x_c`` or ``x_t``.
 
     python -m ddsutils.experiments table1 --profile demo [--out DIR] [--overwrite] [--cache DIR]
     python -m ddsutils.experiments all --profile ci

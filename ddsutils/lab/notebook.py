@@ -1,58 +1,26 @@
 """Notebook infrastructure: parameter profiles, the run list, papermill runs, and small helpers for cells.
 
-The notebooks in ``notebooks/`` are thin: every cell calls ``ddsutils``. This module holds what they share
-and what runs them in batch.
+The notebooks in ``notebooks/`` are thin: every cell calls ``ddsutils``; this module is what they share and
+what runs them in batch.
 
-Profiles. ``notebooks/params/<profile>.yaml`` (``ci``, ``demo``, ``paper``) has four sections::
+- Profiles: ``notebooks/params/<profile>.yaml`` (``ci``, ``demo``, ``paper``; :func:`load_profile`) with sections
+  ``shared``, ``domains`` (name → generator and toy-world style: :func:`domains`, :class:`Domain`),
+  ``experiments`` and ``notebooks``. A notebook gets ``shared`` updated by its own section
+  (:func:`notebook_parameters`); every name must be a declared parameter of the notebook, with a value of the
+  declared type (:func:`check_parameters`), checked before the first kernel starts (papermill would only log
+  "Passed unknown parameter"). Each notebook's ``parameters`` cell holds the demo values.
+- Run list: :data:`RUN_LIST` is the order of ``make demo`` / ``make paper`` / CI; :data:`FIGURES_NOTEBOOK`
+  (``90_paper_figures``) is ``make figures``.
+- Runs: ``runs/<profile>/`` is a cache the notebooks share (04, 05 and 07 reuse cached DDS runs, 90 reads what
+  the others saved), so a run's unit is the notebook: its executed copy ``<name>.ipynb`` appears only when every
+  cell succeeded (papermill writes a hidden partial file first); a failure leaves ``<name>.failed.ipynb`` and
+  removes an older ``<name>.ipynb``.
+- Helpers for cells: :func:`start`, :class:`Run` (figure and image saving), :func:`oracle_label` (a toy-world
+  label from the judge parser), :func:`backbone_weights` (ImageNet weights when present, else random, never a
+  surprise download), :func:`adaptable_checkpoint`.
 
-    shared:                      # passed to EVERY notebook of the run list; each must declare these names
-      profile: ci
-      device: cpu
-    domains:                     # domain name -> generator and toy-world style (:func:`domains`)
-      caricature: {generator: toy-caricature-64, style: caricature}
-    experiments:                 # the settings of ddsutils.experiments (checked there)
-      n: 2
-    notebooks:                   # per-notebook values, keyed by the notebook's file stem
-      03_dds_optimisation:
-        num_steps: 5
-
-A notebook gets ``shared`` updated by its own section (:func:`notebook_parameters`). Every name must be a
-declared parameter of the notebook it is given to, with a value of the declared type (:func:`check_parameters`;
-papermill itself only logs "Passed unknown parameter" and would run the notebook with its defaults). The runner
-checks every notebook it is about to run before it starts the first kernel, and ``tests/test_notebooks.py``
-checks every profile. YAML anchors (``&name`` / ``*name``) may be used to repeat values. Each notebook's
-``parameters`` cell holds the demo values, so running it in JupyterLab gives the demo.
-
-Run list. :data:`RUN_LIST` is the order in which ``make demo`` / ``make paper`` / the CI run the notebooks;
-adding a notebook = dropping ``notebooks/NN_name.ipynb`` in and appending ``"NN_name"`` here (plus a
-section in the YAML files when it needs non-default values). ``90_paper_figures`` is :data:`FIGURES_NOTEBOOK`
-(``make figures``).
-
-Command line::
-
-    python -m ddsutils.notebook list                                  # the run list and what exists
-    python -m ddsutils.notebook params ci 03_dds_optimisation         # merged parameters (YAML)
-    python -m ddsutils.notebook run --profile demo [--only 03_dds_optimisation] [--out runs/demo] [--set NAME=VALUE]
-    python -m ddsutils.notebook prepare --profile ci --into build/ci  # inject parameters, no execution (nbval)
-
-``python -m ddsutils.demo --profile demo`` is the same runner (``make demo``). ``--set NAME=VALUE`` (a YAML
-value, checked like the profile's) overrides a parameter of every notebook that runs, e.g. ``make
-figures-commit`` = ``run --only 90_paper_figures --set fig_dir=figures``.
-
-What a run writes, and why per notebook. ``runs/<profile>/`` is not one run's output but a cache shared by
-the notebooks: 04, 05 and 07 reuse the DDS runs cached under ``results/dds/`` (keyed by their settings, inputs
-and weights), 90 reads what the others saved, and ``make demo`` twice reuses the first run's work. So the
-runner does not replace that folder whole; its unit is the notebook. Every file a notebook saves goes through
-an atomic write (whole or absent), and the executed copy ``<name>.ipynb``, the record that the notebook ran to
-its end, is written by papermill into a hidden ``.<name>.partial-<pid>.ipynb`` and renamed into place only
-when every cell succeeded. A failed notebook becomes ``<name>.failed.ipynb`` (the error marked in it) and the
-previous ``<name>.ipynb`` is removed, so a stale success never sits beside a newer failure; a killed run leaves
-only the hidden partial file, removed by the next run.
-
-Helpers for cells: :func:`start` (seed, device, output folders), :class:`Run` (figure and image saving),
-:func:`oracle_label` (a toy-world label from the judge parser), :func:`backbone_weights` (ImageNet weights
-when present, else random, never a surprise download), :func:`adaptable_checkpoint` (an exported generator
-as a checkpoint :func:`ddsutils.fewshot.adapt` accepts).
+    python -m ddsutils.notebook list | params ci 03_dds_optimisation | prepare --profile ci --into build/ci
+    python -m ddsutils.notebook run --profile demo [--only NAME] [--out DIR] [--set NAME=VALUE]  # = make demo
 
 Used in: every notebook; ``make demo``, ``make paper``, ``make figures``, ``make test`` (nbval).
 """
