@@ -122,3 +122,21 @@ def test_notebook_90_uses_the_library_helpers():
 @pytest.mark.parametrize("name", figures.__all__)
 def test_public_helpers_have_docstrings(name):
     assert (getattr(figures, name).__doc__ or "").strip()
+
+
+def test_overlay_tints_the_part_and_matches_the_notebooks_formula():
+    from ddsutils.lab import viz
+
+    x = _const([0.5, -1.0])
+    y = torch.zeros(2, 1, 2, 2)
+    y[0, :, 0, 0] = 1
+    out = viz.overlay(x.requires_grad_(), y)
+    assert out.device.type == "cpu" and not out.requires_grad and out.shape == (2, 3, 2, 2)
+    assert out[0, :, 0, 0].tolist() == [0.75, -0.25, -0.25]  # 0.5 * (1 - 0.5) + 0.5 * (1, -1, -1)
+    assert torch.equal(out[0, :, 1], x[0, :, 1].detach()) and torch.equal(out[1], x[1].detach())  # outside: x
+    blue = viz.overlay(x, y * 0.5, color=(-1.0, -1.0, 1.0), alpha=1.0)
+    assert blue[0, :, 0, 0].tolist() == [-0.25, -0.25, 0.75]  # 0.5 * (1 - 0.5) + 0.5 * (-1, -1, 1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, (torch.rand(3, 1, 8, 8, generator=g) > 0.5).float()
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
+    assert torch.equal(viz.overlay(x, y), x * (1 - 0.5 * y) + 0.5 * y * red)  # bit for bit: figures unchanged

@@ -210,3 +210,17 @@ def test_the_runner_refuses_a_domain_without_a_style(tmp_path):
     path.write_text("shared: {profile: ci, device: cpu, seed: 0}\nexperiments: [n, 2]\n")
     with pytest.raises(ValueError, match="'experiments' and each notebook's section must be mappings"):
         NB.load_profile(str(path))
+
+
+def test_notebook_06_domain_names_resolve_at_every_profile():
+    """06 takes domain names; at every profile each is a toy-world domain of the profile it reads them from."""
+    name = "06_unpaired_and_cross_domain"
+    defaults = {k: default for k, (_, default) in NB.parameter_spec(name).items()}
+    for profile in NB.PROFILES:
+        params = {**defaults, **NB.notebook_parameters(profile, name)}
+        doms = NB.domains(params["domains_from"] or params["profile"])
+        for key in ("source", "target", "cross_target"):
+            assert params[key] in doms, (profile, key, params[key])
+            assert doms[params[key]].generator.startswith("toy-"), (profile, key)  # oracle label, renderer: 64 px
+    src = "".join("".join(c["source"]) for c in _nb(NB.notebook_path(name))["cells"])
+    assert "toyworld.STYLES if" not in src and ".style" in src  # styles come from the domains, not from names

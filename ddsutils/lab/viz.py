@@ -3,7 +3,7 @@
 :func:`labelled_grid` and :func:`save_figure` make titled figures of image grids and save them with fixed PNG
 metadata (no ``Software`` entry; matplotlib writes no date into PNGs), so the same data gives the same bytes.
 The image helpers (:func:`to_uint8`, :func:`image_grid`, :func:`save_png`) live in :mod:`ddsutils.core.imageio`
-and are re-exported here.
+and are re-exported here. :func:`overlay` draws a part mask over images (notebooks 02 and 06).
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ import torch
 from ..core.files import atomic_write_bytes
 from ..core.imageio import image_grid, save_png, to_uint8
 
-__all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "mode_strips", "atomic_write_bytes"]
+__all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "mode_strips", "overlay",
+           "atomic_write_bytes"]
 
 
 def labelled_grid(img: torch.Tensor, *, ncol: int, title: str, col_labels: Sequence[str] = (),
@@ -75,3 +76,20 @@ def mode_strips(results: Mapping[str, Any], *, sample: int = 0) -> tuple[torch.T
     cols = ["x_s", "x_t", "x_c"] + [f"step {s}" for s in steps] + ["x̂"]
     return torch.stack(rows), list(results), cols
 
+
+def overlay(x: torch.Tensor, y: torch.Tensor, *, color: Sequence[float] = (1.0, -1.0, -1.0),
+            alpha: float = 0.5) -> torch.Tensor:
+    """Images with a part mask drawn over them: ``x * (1 - alpha * y) + alpha * y * color``, on the CPU.
+
+    Args:
+        x: images ``[N, 3, H, W]`` in [-1, 1].
+        y: masks ``[N, 1, H, W]`` in [0, 1] (broadcast over the channels).
+        color: RGB in [-1, 1] that the part is tinted with (default red).
+        alpha: how much of the colour replaces the image inside the part.
+
+    Returns:
+        ``[N, 3, H, W]`` on the CPU: ``x`` outside the part, ``x`` mixed with ``color`` inside it.
+    """
+    x, y = x.detach().cpu(), y.detach().cpu()
+    c = torch.tensor(list(color), dtype=x.dtype).view(1, 3, 1, 1)
+    return x * (1 - alpha * y) + alpha * y * c
