@@ -15,15 +15,21 @@ from typing import Any
 
 import torch
 
-from .core import cli
+from .core import backbones, cli
 from .core.cli import UserError
 from .core.dds import *  # noqa: F401,F403 - the API under the module's old name
-from .core.dds import (BACKBONE_NAMES, MODES, PAPER_WEIGHTS, _INITS, _LATENT_SPACES, _backbone_weight_files,
+from .core.dds import (MODES, PAPER_WEIGHTS, _INITS, _LATENT_SPACES, _backbone_weight_files,
                        _check_settings, _truncations, iteration_strip,
                        optimise)
 from .core.dds import __all__  # noqa: F401
 from .core.stylegan2 import Generator
 from .toy.oracle import masks_for as _masks_for
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BACKBONE_NAMES":  # earlier constant: the registered backbone names
+        return backbones.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 #: ``dds run``'s arguments for optimise's keywords: errors found after parsing name the argument as typed.
@@ -314,8 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(G_t's w+ toward the blend)")
     r.add_argument("--latent-space", choices=_LATENT_SPACES, default=None)
     r.add_argument("--init", choices=_INITS, default=None)
-    r.add_argument("--backbone", type=cli.argtype(cli.choice, choices=BACKBONE_NAMES, what="backbone"), default=None,
-                   help=f"perceptual backbone: {', '.join(BACKBONE_NAMES)} (default: vgg16; refine lpips-alex)")
+    r.add_argument("--backbone", type=cli.argtype(cli.choice, choices=backbones.names(), what="backbone"),
+                   default=None, help=f"perceptual backbone: {', '.join(backbones.names())} (default: vgg16; refine "
+                                      "lpips-alex)")
     r.add_argument("--alpha", type=weight, default=PAPER_WEIGHTS["alpha"])
     r.add_argument("--beta", type=weight, default=PAPER_WEIGHTS["beta"])
     r.add_argument("--gamma", type=weight, default=PAPER_WEIGHTS["gamma"])

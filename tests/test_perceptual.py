@@ -1,4 +1,4 @@
-"""Tests of ddsutils.perceptual: layer shapes against the DDS appendix (Tables 4-7), non-inplace
+"""Tests of ddsutils.core.backbones' networks: layer shapes against the DDS appendix (Tables 4-7), non-inplace
 activations, early stopping, normalisation, weight loading, and the golden LPIPS numbers.
 
 Tests marked ``network`` need the real VGG-16 / AlexNet weights: they are fetched once through
@@ -79,7 +79,7 @@ def test_vgg16_paper_names_vs_table4_shapes() -> None:
     assert shapes == {
         "conv1_1": (64, 256, 256), "conv1_2": (64, 256, 256), "conv2_2": (128, 128, 128), "conv3_3": (256, 64, 64),
     }
-    assert P.build_backbone("vgg16", weights="random").layers == P.LAYER_SETS["vgg16"]["release"]
+    assert P.build_backbone("vgg16", weights="random").layers == P.get_backbone("vgg16").layers["release"]
     lp = P.build_backbone("vgg16", layers="lpips", weights="random", resize=64)
     shapes_lpips = [tuple(v.shape[1:]) for v in lp(_img(1, 32)).values()]  # resize 32 -> 64 first
     assert shapes_lpips == [(64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8), (512, 4, 4)]
@@ -129,7 +129,7 @@ def test_taps_match_lpips_slicing(name: str) -> None:
 
 
 def test_relu_taps_are_rectified() -> None:
-    for name in P.LAYER_SETS:
+    for name in ("vgg16", "alexnet", "squeezenet1_1", "resnet18"):
         names = [n for n in P.layer_names(name) if n.startswith("relu")]
         net = P.build_backbone(name, layers=names, weights="random", resize=64)
         for layer, act in net(_img(1, 64)).items():

@@ -1,38 +1,38 @@
-"""Frozen ImageNet feature extractors (VGG-16, AlexNet, SqueezeNet 1.1, ResNet-18) and LPIPS.
+"""Perceptual backbones for the DDS losses, in a registry: VGG-16, AlexNet, SqueezeNet 1.1, ResNet-18, LPIPS.
 
-The networks are torchvision's model definitions (``torchvision.models.vgg16(weights=None)`` ...), built
-on the ``meta`` device and materialised without torchvision ever downloading anything; weights come
-from :func:`ddsutils.weights.resolve` (``weights="imagenet"``), from a file, or from a seeded random
-init (``weights="random"``, for tests and for the backbones that have no offline source).
+:func:`register_backbone` adds a backbone with one call (name, builder, named layer sets, the manifest entries of
+its weights); :mod:`ddsutils.core.dds` and the experiments read the registry (:func:`names`, :func:`get_backbone`,
+:func:`resolve_weights`). A builder returns a frozen module ``img [N, 3, H, W] in [-1, 1] -> {layer: [N, C, h, w]}``.
+Built-ins: ``vgg16`` (the paper's), ``alexnet``, ``squeezenet1_1``, ``resnet18`` (appendix A, Tables 5–7),
+``lpips-alex`` / ``lpips-vgg`` (:class:`LpipsFeatures`) and ``generator`` (appendix D: no network, DDS takes
+the generators' own StyledConv activations).
 
-Public facts the layer slicing follows (the code here is written from these facts, not copied):
+The torchvision trunks (:class:`Backbone`) are torchvision's model definitions built on the ``meta`` device and
+materialised without any download; weights come from :func:`ddsutils.weights.resolve` (``weights="imagenet"``),
+from a file, or from a seeded random init (``weights="random"``, tests). Their layer names (``taps``) follow
+torchvision's module indices: VGG-16 ``features`` = 13 conv/ReLU pairs and 5 pools; AlexNet conv/ReLU at 0/1, 3/4,
+6/7, 8/9, 10/11, pools at 2, 5, 12; SqueezeNet 1.1 conv/ReLU at 0/1, pools at 2, 5, 8, Fire modules at 3, 4,
+6, 7, 9-12 (``relu<k>``: LPIPS' slice ends); ResNet ``relu1`` after bn1, ``conv2..conv5`` = layer1..layer4.
 
-- torchvision module indices: VGG-16 ``features`` = 13 convs (each followed by a ReLU) and 5 max-pools;
-  AlexNet ``features`` = conv/ReLU at 0/1, 3/4, 6/7, 8/9, 10/11, pools at 2, 5, 12; SqueezeNet 1.1
-  ``features`` = conv/ReLU at 0/1, pools at 2, 5, 8, Fire modules at 3, 4, 6, 7, 9-12.
-- LPIPS ``pretrained_networks`` (richzhang/PerceptualSimilarity): VGG-16 taps relu1_2, relu2_2,
-  relu3_3, relu4_3, relu5_3 (slices ending at features 4, 9, 16, 23, 30); AlexNet relu1..relu5 (slices
-  ending at 2, 5, 8, 10, 12); SqueezeNet relu1..relu7 (slices ending at 2, 5, 8, 10, 11, 12, 13);
-  ResNet relu1 (after bn1), conv2..conv5 (= layer1..layer4).
-- DDS' released perceptual model (denabazazian/Dual-Domain-Synthesis): VGG-16 ``features`` cut at
-  [2, 4, 14, 21], i.e. relu1_1, relu1_2, relu3_2, relu4_2, fed with images in [-1, 1] (no ImageNet
-  normalisation).
-- The DDS paper (appendix, Tables 4-7) lists the layer names and their shapes at 256 x 256 input. Its
-  VGG-16 Table 4 prints conv1_1, conv1_2, conv2_2, conv3_3 but the printed shapes 256 x 64 x 64 and
-  512 x 32 x 32 are those of relu3_2 and relu4_2 (conv2_2 is 128 x 128 x 128 and conv3_3 is
-  256 x 64 x 64 at 256 px): the shapes match the released code's ``release`` set, not the names.
-  AlexNet's 55/27/13 (Table 5) are the shapes at 224 x 224 input.
+Layer sets: ``paper`` = the names the DDS appendix prints (Tables 4-7); ``release`` = the released DDS code's
+VGG-16 relu1_1, relu1_2, relu3_2, relu4_2 (fed [-1, 1], no ImageNet normalisation); ``lpips`` = LPIPS' taps.
+Table 4 prints conv1_1, conv1_2, conv2_2, conv3_3 with the shapes of the ``release`` layers (at 256 px conv2_2
+is 128 x 128 x 128), so VGG-16 defaults to ``release``. AlexNet's Table 5 shapes are those at 224 px input.
+
+:func:`lpips_model` / :func:`distance` give the official ``lpips`` metric, built download-free.
 
 Used in: notebooks/00_setup_and_weights.ipynb
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import warnings
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -40,14 +40,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import cli
 from . import weights as W
 
 __all__ = [
-    "BACKBONES",
-    "LAYER_SETS",
+    "BackboneSpec",
+    "register_backbone",
+    "unregister_backbone",
+    "get_backbone",
+    "names",
+    "resolve_weights",
     "Backbone",
     "build_backbone",
     "layer_names",
+    "LpipsFeatures",
     "lpips_model",
     "distance",
     "read_image",
@@ -60,115 +66,196 @@ LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
 
 
-def _vgg16_taps() -> dict[str, int]:
-    taps: dict[str, int] = {}
-    idx = 0
-    for block, n_convs in enumerate((2, 2, 3, 3, 3), start=1):
-        for k in range(1, n_convs + 1):
-            taps[f"conv{block}_{k}"] = idx
-            taps[f"relu{block}_{k}"] = idx + 1
-            idx += 2
-        taps[f"pool{block}"] = idx
-        idx += 1
-    return taps
+# ----------------------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class BackboneSpec:
+    """One registered backbone (made by :func:`register_backbone`; the fields are its arguments).
+
+    Attributes:
+        name: the name :func:`ddsutils.core.dds.optimise` takes as ``backbone=``.
+        build: ``build(*, layers, weights, normalize, resize, device) -> nn.Module`` returning
+            ``{layer: [N, C, h, w]}`` for ``img [N, 3, H, W]`` in [-1, 1]; ``None`` for the generators' own features.
+        layers: named layer sets (``{"paper": ("conv1_1", ...)}``); default_layers: the set used for ``layers=None``.
+        weights: manifest entries its pretrained weights need (resolved before any work).
+        weights_option: whether ``backbone_weights`` (``"imagenet"``, ``"random"`` or a state-dict file) picks its
+            weights; ``False``: the manifest weights are always used.
+        taps: torchvision trunks only: layer name -> index in the trunk's ``nn.Sequential``.
+        trunk: torchvision trunks only: ``"features"`` (``model.features``) or ``model -> nn.Sequential``.
+        ignore_keys: torchvision trunks only: state-dict key prefixes to skip when loading (the classifier).
+        description: one line for listings.
+    """
+
+    name: str
+    build: Callable[..., nn.Module] | None
+    layers: Mapping[str, tuple[str, ...]]
+    default_layers: str | None
+    weights: tuple[str, ...]
+    weights_option: bool
+    taps: Mapping[str, int]
+    trunk: str | Callable[[nn.Module], nn.Sequential] | None
+    ignore_keys: tuple[str, ...]
+    description: str
+
+    @property
+    def uses_generator_features(self) -> bool:
+        """True for ``generator``: no network; DDS compares the generators' own activations (paper mode, z*)."""
+        return self.build is None
+
+    def make(self, *, layers: str | Sequence[str] | None, weights: str | os.PathLike[str], normalize: str,
+             resize: int | None, device: str | torch.device) -> nn.Module | None:
+        """The frozen feature extractor (``None`` for the generators' own features)."""
+        if self.build is None:
+            return None
+        return self.build(layers=layers, weights=weights, normalize=normalize, resize=resize, device=device)
 
 
-_TAPS: dict[str, dict[str, int]] = {
-    "vgg16": _vgg16_taps(),
-    "alexnet": {
-        "conv1": 0, "relu1": 1, "pool1": 2, "conv2": 3, "relu2": 4, "pool2": 5, "conv3": 6, "relu3": 7,
-        "conv4": 8, "relu4": 9, "conv5": 10, "relu5": 11, "pool5": 12,
-    },
-    # relu<k> follow LPIPS' names: outputs of the ReLU / Fire module that ends each LPIPS slice.
-    "squeezenet1_1": {
-        "conv1": 0, "relu1": 1, "pool1": 2, "fire2": 3, "fire3": 4, "relu2": 4, "pool3": 5, "fire4": 6,
-        "fire5": 7, "relu3": 7, "pool5": 8, "fire6": 9, "relu4": 9, "fire7": 10, "relu5": 10, "fire8": 11,
-        "relu6": 11, "fire9": 12, "relu7": 12,
-    },
-    # body = Sequential(conv1, bn1, relu, maxpool, layer1..layer4); conv<k> = LPIPS' names for layer<k-1>.
-    "resnet18": {
-        "conv1": 0, "bn1": 1, "relu1": 2, "pool1": 3, "conv2": 4, "layer1": 4, "conv3": 5, "layer2": 5,
-        "conv4": 6, "layer3": 6, "conv5": 7, "layer4": 7,
-    },
-}
+_REGISTRY: dict[str, BackboneSpec] = {}
 
-#: Named layer sets per backbone. ``paper`` = the names printed in the DDS appendix (Tables 4-7).
-LAYER_SETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "vgg16": {
-        "paper": ("conv1_1", "conv1_2", "conv2_2", "conv3_3"),
-        "release": ("relu1_1", "relu1_2", "relu3_2", "relu4_2"),
-        "lpips": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3"),
-    },
-    "alexnet": {
-        "paper": ("relu1", "relu2", "relu3", "relu4", "relu5"),
-        "lpips": ("relu1", "relu2", "relu3", "relu4", "relu5"),
-    },
-    "squeezenet1_1": {
-        "paper": ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"),
-        "lpips": ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"),
-    },
-    "resnet18": {
-        "paper": ("relu1", "conv2", "conv3", "conv4", "conv5"),
-        "lpips": ("relu1", "conv2", "conv3", "conv4", "conv5"),
-    },
-}
-#: Default layer set when ``layers=None``. VGG-16 defaults to ``release`` (the released DDS code, whose
-#: shapes are the ones Table 4 prints).
-DEFAULT_SET = {"vgg16": "release", "alexnet": "paper", "squeezenet1_1": "paper", "resnet18": "paper"}
-#: backbone name -> weights manifest entry.
-BACKBONES: dict[str, str] = {
-    "vgg16": "vgg16-imagenet",
-    "alexnet": "alexnet-imagenet",
-    "squeezenet1_1": "squeezenet1_1-imagenet",
-    "resnet18": "resnet18-imagenet",
-}
-_FEATURES_ARCHS = ("vgg16", "alexnet", "squeezenet1_1")
-_IGNORED_PREFIXES = {
-    "vgg16": ("classifier.",), "alexnet": ("classifier.",), "squeezenet1_1": ("classifier.",), "resnet18": ("fc.",),
-}
+
+def register_backbone(name: str, *, build: Callable[..., nn.Module] | None,
+                      layers: Mapping[str, Sequence[str]] | None = None, default_layers: str | None = None,
+                      weights: str | Sequence[str] = (), weights_option: bool = True,
+                      taps: Mapping[str, int] | None = None,
+                      trunk: str | Callable[[nn.Module], nn.Sequential] | None = None,
+                      ignore_keys: Sequence[str] = (), description: str = "", replace: bool = False) -> BackboneSpec:
+    """Add a perceptual backbone under ``name``: one call, and DDS, its checks and the experiments accept it.
+
+    Example:
+        >>> register_backbone("tiny", build=lambda **kw: TinyNet(), layers={"paper": ("a", "b")})  # doctest: +SKIP
+        >>> dds.optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, backbone="tiny")                     # doctest: +SKIP
+
+    Args:
+        name: the ``backbone=`` name.
+        build: called as ``build(layers=..., weights=..., normalize=..., resize=..., device=...)`` (a builder may
+            ignore what it does not use: ``lambda **kw: net``); returns a module mapping ``[N, 3, H, W]`` in
+            [-1, 1] to ``{layer: [N, C, h, w]}`` (or a list). ``None``: the generators' own features.
+        layers, default_layers, weights, weights_option, taps, trunk, ignore_keys, description: see
+            :class:`BackboneSpec` (``weights`` may be one manifest name). A torchvision architecture is
+            registered under its ``torchvision.models`` name with ``build=functools.partial(Backbone, name)``,
+            ``taps`` and ``trunk``.
+        replace: allow replacing a registered backbone.
+
+    Returns:
+        The :class:`BackboneSpec`.
+
+    Raises:
+        ValueError: an empty or taken name, a ``default_layers`` that is not one of ``layers``, an empty layer
+            set, or a layer set naming a layer missing from ``taps``.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a backbone name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY and not replace:
+        raise ValueError(f"backbone {name!r} is already registered; pass replace=True to replace it")
+    if build is not None and not callable(build):
+        raise ValueError(f"build must be callable (or None for the generators' own features), got {build!r}")
+    sets = {k: tuple(v) for k, v in (layers or {}).items()}
+    if default_layers is not None and default_layers not in sets:
+        raise ValueError(f"default_layers {default_layers!r} is not one of the layer sets {sorted(sets)}")
+    for set_name, members in sets.items():
+        missing = [m for m in members if taps is not None and m not in taps]
+        if not members or missing:
+            raise ValueError(f"{name}: layer set {set_name!r} is empty or names unknown layers {missing}")
+    spec = BackboneSpec(name=name, build=build, layers=MappingProxyType(sets), default_layers=default_layers,
+                        weights=(weights,) if isinstance(weights, str) else tuple(weights),
+                        weights_option=bool(weights_option), taps=MappingProxyType(dict(taps or {})), trunk=trunk,
+                        ignore_keys=tuple(ignore_keys), description=description)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (tests); a ``UserError`` listing the registered names for an unknown one."""
+    _REGISTRY.pop(get_backbone(name).name)
+
+
+def names() -> tuple[str, ...]:
+    """The registered backbone names, in registration order (the built-ins first)."""
+    return tuple(_REGISTRY)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The :class:`BackboneSpec` registered as ``name``.
+
+    Raises:
+        ddsutils.cli.UserError (a ``ValueError``): ``backbone: NAME: unknown backbone (did you mean ...?); choose
+            one of: <the registered names>``.
+    """
+    return _REGISTRY[cli.choice(name, "backbone", _REGISTRY, what="backbone")]
+
+
+def resolve_weights(name: str, weights: Any = "imagenet", *, fetch: bool = True) -> list[Path]:
+    """Resolve (and download, unless offline) the weight files backbone ``name`` will load; ``[]`` when none.
+
+    Args:
+        name: a registered backbone. weights: its ``backbone_weights`` (only ``"imagenet"`` needs the manifest
+            files, unless the backbone has no weights option). fetch: allow downloads.
+
+    Raises:
+        ddsutils.weights.WeightsUnavailableError (a UserError): a file is missing and cannot be fetched.
+    """
+    spec = get_backbone(name)
+    if spec.weights_option and weights != "imagenet":
+        return []
+    return [W.resolve(entry, fetch=fetch) for entry in spec.weights]
+
+
+def __getattr__(attr: str) -> Any:
+    """Earlier names, now views of the registry's torchvision trunks: ``BACKBONES`` (name -> manifest entry),
+    ``LAYER_SETS`` (name -> layer sets) and ``DEFAULT_SET`` (name -> default layer set)."""
+    trunks = [s for s in _REGISTRY.values() if s.taps]
+    if attr == "BACKBONES":
+        return {s.name: s.weights[0] for s in trunks}
+    if attr == "LAYER_SETS":
+        return {s.name: dict(s.layers) for s in trunks}
+    if attr == "DEFAULT_SET":
+        return {s.name: s.default_layers for s in trunks}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+# ----------------------------------------------------------------------------------------------------
+# torchvision trunks
+# ----------------------------------------------------------------------------------------------------
+def _trunk_spec(name: str) -> BackboneSpec:
+    spec = get_backbone(name)
+    if not spec.taps:
+        raise ValueError(f"backbone {name!r} is not a torchvision trunk (no taps); trunks: "
+                         f"{[s.name for s in _REGISTRY.values() if s.taps]}")
+    return spec
 
 
 def layer_names(backbone: str) -> list[str]:
-    """All tap names of ``backbone`` in network order (``conv3_3``, ``relu4_2``, ``pool2`` ...)."""
-    if backbone not in _TAPS:
-        raise ValueError(f"unknown backbone {backbone!r}; known: {sorted(_TAPS)}")
-    return sorted(_TAPS[backbone], key=lambda n: (_TAPS[backbone][n], n))
+    """All tap names of a torchvision trunk in network order (``conv3_3``, ``relu4_2``, ``pool2`` ...)."""
+    taps = _trunk_spec(backbone).taps
+    return sorted(taps, key=lambda n: (taps[n], n))
 
 
-def _parse_layers(backbone: str, layers: str | Sequence[str] | None) -> tuple[str, ...]:
+def _parse_layers(spec: BackboneSpec, layers: str | Sequence[str] | None) -> tuple[str, ...]:
     if layers is None:
-        layers = DEFAULT_SET[backbone]
+        layers = spec.default_layers
     if isinstance(layers, str):
-        sets = LAYER_SETS[backbone]
-        names: Sequence[str] = sets[layers] if layers in sets else (layers,)
+        names_: Sequence[str] = spec.layers[layers] if layers in spec.layers else (layers,)
     else:
-        names = list(layers)
-    if not names:
+        names_ = list(layers)
+    if not names_:
         raise ValueError("layers must name at least one layer")
-    bad = [n for n in names if n not in _TAPS[backbone]]
+    bad = [n for n in names_ if n not in spec.taps]
     if bad:
         raise ValueError(
-            f"unknown {backbone} layer(s) {bad}; layer sets: {sorted(LAYER_SETS[backbone])}; "
-            f"layers: {layer_names(backbone)}"
+            f"unknown {spec.name} layer(s) {bad}; layer sets: {sorted(spec.layers)}; "
+            f"layers: {layer_names(spec.name)}"
         )
-    return tuple(dict.fromkeys(names))
+    return tuple(dict.fromkeys(names_))
 
 
-def _make_body(name: str) -> nn.Sequential:
+def _make_body(spec: BackboneSpec) -> nn.Sequential:
     """Torchvision architecture on the ``meta`` device (no allocation, no download) -> trunk."""
     import torchvision
 
     with torch.device("meta"):
-        model = getattr(torchvision.models, name)(weights=None)
-    if name in _FEATURES_ARCHS:
-        body = model.features
-    else:
-        body = nn.Sequential(
-            OrderedDict(
-                conv1=model.conv1, bn1=model.bn1, relu=model.relu, maxpool=model.maxpool,
-                layer1=model.layer1, layer2=model.layer2, layer3=model.layer3, layer4=model.layer4,
-            )
-        )
+        model = getattr(torchvision.models, spec.name)(weights=None)
+    body = model.features if spec.trunk == "features" else spec.trunk(model)
     body = body.to_empty(device="cpu")
     for m in body.modules():
         if isinstance(m, nn.ReLU):
@@ -197,11 +284,11 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return dict(sd)
 
 
-def _load_into_body(name: str, body: nn.Sequential, sd: Mapping[str, torch.Tensor], source: str) -> list[str]:
+def _load_into_body(spec: BackboneSpec, body: nn.Sequential, sd: Mapping[str, torch.Tensor], source: str) -> list[str]:
     """Strictly load ``sd`` into the trunk; returns the ignored (classifier / fc) keys."""
-    ignored = [k for k in sd if k.startswith(_IGNORED_PREFIXES[name])]
+    ignored = [k for k in sd if spec.ignore_keys and k.startswith(spec.ignore_keys)]
     rest = {k: v for k, v in sd.items() if k not in ignored}
-    if name in _FEATURES_ARCHS:
+    if spec.trunk == "features":
         if rest and all(k.startswith("features.") for k in rest):
             rest = {k[len("features."):]: v for k, v in rest.items()}
         elif any(k.startswith("features.") for k in rest):
@@ -210,7 +297,7 @@ def _load_into_body(name: str, body: nn.Sequential, sd: Mapping[str, torch.Tenso
     try:
         body.load_state_dict(rest, strict=True)
     except RuntimeError as exc:
-        raise W.WeightsError(f"{source} does not fit torchvision {name} (strict load): {exc}") from exc
+        raise W.WeightsError(f"{source} does not fit torchvision {spec.name} (strict load): {exc}") from exc
     return ignored
 
 
@@ -218,10 +305,11 @@ class Backbone(nn.Module):
     """A frozen torchvision trunk that returns the activations of named layers.
 
     Args:
-        name: ``"vgg16"``, ``"alexnet"``, ``"squeezenet1_1"`` or ``"resnet18"``.
+        name: a registered torchvision trunk (one with ``taps``): ``"vgg16"``, ``"alexnet"``,
+            ``"squeezenet1_1"``, ``"resnet18"``.
         layers: a layer-set name (``"paper"``, ``"release"`` (VGG-16), ``"lpips"``), one layer name, or
             a list of names (``"conv3_3"``, ``"relu4_2"``, ``"pool2"``, ResNet ``"conv2"`` = ``"layer1"``);
-            default :data:`DEFAULT_SET`.
+            default: the backbone's ``default_layers``.
         weights: ``"imagenet"`` (via :func:`ddsutils.weights.resolve`; for VGG-16 / AlexNet only the
             ``features.*`` keys exist and are loaded strictly into ``model.features``; classifier keys of
             an official file are ignored), ``"random"`` (seeded init, for tests and offline SqueezeNet /
@@ -257,31 +345,30 @@ class Backbone(nn.Module):
         fetch: bool = True,
     ) -> None:
         super().__init__()
-        if name not in _TAPS:
-            raise ValueError(f"unknown backbone {name!r}; known: {sorted(_TAPS)}")
+        spec = _trunk_spec(name)
         if normalize not in ("imagenet", "none", "lpips"):
             raise ValueError(f"normalize must be 'imagenet', 'none' or 'lpips', got {normalize!r}")
         if resize is not None and (not isinstance(resize, int) or resize < 1):
             raise ValueError(f"resize must be a positive int or None, got {resize!r}")
         self.name = name
-        self.layers = _parse_layers(name, layers)
+        self.layers = _parse_layers(spec, layers)
         self.normalize = normalize
         self.resize = resize
-        self._taps = {n: _TAPS[name][n] for n in self.layers}
+        self._taps = {n: spec.taps[n] for n in self.layers}
         self._last = max(self._taps.values())
-        self.body = _make_body(name)
+        self.body = _make_body(spec)
         self.ignored_keys: list[str] = []
         if isinstance(weights, str) and weights == "random":
             _init_random(self.body, seed)
             self.weights_source = f"random (seed {seed})"
         else:
             if isinstance(weights, str) and weights == "imagenet":
-                path = W.resolve(BACKBONES[name], fetch=fetch)
+                path = W.resolve(spec.weights[0], fetch=fetch)
             else:
                 path = Path(weights)
                 if not path.is_file():
                     raise W.WeightsUnavailableError(f"{name} weights file not found: {path}")
-            self.ignored_keys = _load_into_body(name, self.body, _load_state_dict_file(path), str(path))
+            self.ignored_keys = _load_into_body(spec, self.body, _load_state_dict_file(path), str(path))
             self.weights_source = str(path)
         if normalize == "imagenet":
             mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -400,7 +487,7 @@ def lpips_model(net: str = "alex", *, version: str = "0.1", device: str | torch.
         raise ValueError(f"net must be one of {sorted(_LPIPS_TRUNK)}, got {net!r}")
     if version not in ("0.1", "0.0"):
         raise ValueError(f"version must be '0.1' or '0.0', got {version!r}")
-    trunk_sd = _load_state_dict_file(W.resolve(BACKBONES[_LPIPS_TRUNK[net]]))
+    trunk_sd = _load_state_dict_file(W.resolve(get_backbone(_LPIPS_TRUNK[net]).weights[0]))
     head_path = W.resolve(f"lpips-{net}-v{version}")
     with warnings.catch_warnings(), torch.device("meta"):
         # torchvision's deprecation notes about lpips' `pretrained=False` call.
@@ -503,3 +590,72 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
         arr: Any = np.asarray(im.convert("RGB"), dtype=np.uint8)
     x = arr.astype(np.float64) / 127.5 - 1.0
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).float()
+
+
+# ----------------------------------------------------------------------------------------------------
+# The built-in backbones
+# ----------------------------------------------------------------------------------------------------
+def _vgg16_taps() -> dict[str, int]:
+    taps: dict[str, int] = {}
+    idx = 0
+    for block, n_convs in enumerate((2, 2, 3, 3, 3), start=1):
+        for k in range(1, n_convs + 1):
+            taps[f"conv{block}_{k}"] = idx
+            taps[f"relu{block}_{k}"] = idx + 1
+            idx += 2
+        taps[f"pool{block}"] = idx
+        idx += 1
+    return taps
+
+
+def _resnet_trunk(model: nn.Module) -> nn.Sequential:
+    """ResNet without its head: conv1, bn1, relu, maxpool, layer1..layer4."""
+    return nn.Sequential(OrderedDict(conv1=model.conv1, bn1=model.bn1, relu=model.relu, maxpool=model.maxpool,
+                                     layer1=model.layer1, layer2=model.layer2, layer3=model.layer3,
+                                     layer4=model.layer4))
+
+
+def _lpips_features(net: str) -> Callable[..., nn.Module]:
+    def build(*, device: str | torch.device, **_: Any) -> nn.Module:  # LPIPS' own layers, weights and scaling
+        return LpipsFeatures(net, device=device)
+    return build
+
+
+_SQUEEZE_RELUS = ("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7")
+register_backbone(
+    "vgg16", build=functools.partial(Backbone, "vgg16"), weights="vgg16-imagenet", taps=_vgg16_taps(),
+    trunk="features", ignore_keys=("classifier.",), default_layers="release",
+    layers={"paper": ("conv1_1", "conv1_2", "conv2_2", "conv3_3"),
+            "release": ("relu1_1", "relu1_2", "relu3_2", "relu4_2"),
+            "lpips": ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")},
+    description="VGG-16 (the paper's perceptual network, Table 4)")
+register_backbone(
+    "alexnet", build=functools.partial(Backbone, "alexnet"), weights="alexnet-imagenet", trunk="features",
+    taps={"conv1": 0, "relu1": 1, "pool1": 2, "conv2": 3, "relu2": 4, "pool2": 5, "conv3": 6, "relu3": 7,
+          "conv4": 8, "relu4": 9, "conv5": 10, "relu5": 11, "pool5": 12},
+    ignore_keys=("classifier.",), default_layers="paper",
+    layers={"paper": ("relu1", "relu2", "relu3", "relu4", "relu5"),
+            "lpips": ("relu1", "relu2", "relu3", "relu4", "relu5")},
+    description="AlexNet (Table 5)")
+register_backbone(
+    "squeezenet1_1", build=functools.partial(Backbone, "squeezenet1_1"), weights="squeezenet1_1-imagenet",
+    trunk="features", ignore_keys=("classifier.",), default_layers="paper",
+    taps={"conv1": 0, "relu1": 1, "pool1": 2, "fire2": 3, "fire3": 4, "relu2": 4, "pool3": 5, "fire4": 6,
+          "fire5": 7, "relu3": 7, "pool5": 8, "fire6": 9, "relu4": 9, "fire7": 10, "relu5": 10, "fire8": 11,
+          "relu6": 11, "fire9": 12, "relu7": 12},
+    layers={"paper": _SQUEEZE_RELUS, "lpips": _SQUEEZE_RELUS},
+    description="SqueezeNet 1.1 (Table 6)")
+register_backbone(
+    "resnet18", build=functools.partial(Backbone, "resnet18"), weights="resnet18-imagenet", trunk=_resnet_trunk,
+    ignore_keys=("fc.",), default_layers="paper",
+    taps={"conv1": 0, "bn1": 1, "relu1": 2, "pool1": 3, "conv2": 4, "layer1": 4, "conv3": 5, "layer2": 5,
+          "conv4": 6, "layer3": 6, "conv5": 7, "layer4": 7},
+    layers={"paper": ("relu1", "conv2", "conv3", "conv4", "conv5"),
+            "lpips": ("relu1", "conv2", "conv3", "conv4", "conv5")},
+    description="ResNet-18 (Table 7)")
+for _net, _trunk in (("alex", "alexnet"), ("vgg", "vgg16")):
+    register_backbone(f"lpips-{_net}", build=_lpips_features(_net),
+                      weights=(f"{_trunk}-imagenet", f"lpips-{_net}-v0.1"), weights_option=False,
+                      description=f"LPIPS-{_net} features (layers, weights and scaling fixed)")
+register_backbone("generator", build=None, weights_option=False,
+                  description="the generators' own StyledConv activations (appendix D; paper mode with z*)")

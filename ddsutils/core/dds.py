@@ -1,27 +1,24 @@
-"""Dual-Domain Synthesis (DDS): paper Algorithm 1 and the released code's variant.
+"""Dual-Domain Synthesis (DDS, paper §3.3, Algorithm 1) and its variants: :func:`optimise`.
 
-Given paired images ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and part masks ``y_s``, ``y_t``, DDS searches a latent
-``ẑ`` whose target-domain image ``x̂ = G_t(ẑ)`` shows the source domain inside the part and the target
-domain elsewhere (paper §3.3):
+Given paired images ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` (or unpaired images) and part masks ``y_s``, ``y_t``,
+DDS searches a latent ``ẑ`` whose image ``x̂ = G_t(ẑ)`` shows the source domain inside the part and the target
+domain elsewhere. The losses (Eq. 1–6, the released code's, refine's) are in :mod:`ddsutils.core.losses` and
+are re-exported here (``dds.paper_loss``, ``dds.DDSInputs``, ...).
 
-- Eq. 1  crossover          ``x_c = x_s ⊗ y_s + x_t ⊗ ȳ_t``
-- Eq. 2  ``L_s = L_p(G_s(ẑ), x_s, y_s) + ‖G_s(ẑ) ⊗ y_s − x_s ⊗ y_s‖²``;
-         ``L_t = L_p(G_t(ẑ), x_t, ȳ_t) + ‖G_t(ẑ) ⊗ ȳ_t − x_t ⊗ ȳ_t‖²``
-- Eq. 3  ``L_p(I1, I2, λ) = Σ_j (1/N_j) ‖F_j(I1) λ_j − F_j(I2) λ_j‖``
-- Eq. 4–5 ``L_c = ‖s_c − x_c‖`` with ``s_c = G_s(ẑ) ⊗ y_s + G_t(ẑ) ⊗ ȳ_t``
-- Eq. 6  ``Loss = α L_s + β L_t + γ L_c``; Adam on ẑ, ``x̂ = G_t(ẑ)``.
+:func:`optimise` reads top to bottom:
 
-Where the paper is ambiguous the choice is a keyword (documented on :func:`optimise`): the norms
-(``norm="mse"``: mean of squared errors everywhere, the paper's words "pixel-wise MSE"; ``norm="paper"``: the
-literal Eq. 2–4 norms), ImageNet normalisation before the backbone, and how masks are resized to layers.
+1. ``_check_settings``: every keyword, before any work (a ``UserError`` naming it); ``_mode_defaults`` fills
+   the defaults that depend on the mode;
+2. ``_prepare``: the data (``z*``, images, masks) checked, the references ``G(z*)`` and the crossover made;
+3. one function per mode: ``_paper`` (Algorithm 1, Eq. 6 through both generators), ``_release`` (the released
+   ``DDS_main.py``: one generator, w⁺ from the mean w, fixed noise maps), ``_blend`` (no optimisation: the
+   two generators' activations mixed under the mask) and ``_refine`` (``G_t``'s w⁺ toward a composite);
+4. ``_descend``: the optimisation loop the three optimising modes share (Adam on the latent, history,
+   snapshots, progress bar, callback).
 
-``mode="release"`` reproduces denabazazian/Dual-Domain-Synthesis ``DDS_main.py`` (see
-``shared/research/anchors_repos.md`` §1.3): W+ initialised at the mean w, ONE generator in the loop
-(``release_domain1``), weights 2 (perceptual) / 1 (pixel) / 3 (unmasked crossover MSE), VGG relu1_1, relu1_2,
-relu3_2, relu4_2 on un-normalised [-1, 1] input, bilinear mask resizing, fixed random noise maps, and in the
-D1 direction the target's part mask used for the source terms.
-
-Shapes: images ``[N, 3, H, W]`` in [-1, 1]; masks ``[N, 1, H, W]`` in {0, 1}; ``z`` ``[N, D]``.
+Perceptual backbones come from the registry of :mod:`ddsutils.core.backbones` (``backbone="vgg16"``, any
+registered name, or an ``nn.Module``). Shapes: images ``[N, 3, H, W]`` in [-1, 1]; masks ``[N, 1, H, W]`` in
+{0, 1}; ``z`` ``[N, D]``; w⁺ ``[N, L, D]``. The modes and their measurements: ``docs/dds_modes.md``.
 
 Used in: notebooks/03_dds_optimisation.ipynb, 04_ablations.ipynb, 05_metrics.ipynb, 06_unpaired_and_cross_domain.ipynb.
 """
@@ -35,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import cli
+from . import backbones, cli
 from .cli import UserError
+from .losses import (PAPER_WEIGHTS, RELEASE_WEIGHTS, _MASK_RESIZES, _NORMS, DDSInputs, crossover, crossover_loss,
+                     masked_feature_loss, masked_pixel_loss, paper_loss, refine_loss, release_loss)
 from .stylegan2 import Generator
 
 __all__ = [
@@ -61,111 +59,11 @@ __all__ = [
     "RELEASE_TRUNCATION",
 ]
 
-PAPER_WEIGHTS = {"alpha": 0.9, "beta": 1.0, "gamma": 0.5}
-RELEASE_WEIGHTS = {"perceptual": 2.0, "pixel": 1.0, "crossover": 3.0}
-_NORMS = ("mse", "paper")
 
-
-# ----------------------------------------------------------------------------------------------------
-# Eq. 1 and the loss terms (pure functions, per-sample results [N])
-
-
-def crossover(x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor, y_t: torch.Tensor) -> torch.Tensor:
-    """Naive crossover (Eq. 1): ``x_s ⊗ y_s + x_t ⊗ (1 − y_t)``.
-
-    Args:
-        x_s, x_t: ``[N, 3, H, W]`` images in [-1, 1].
-        y_s, y_t: ``[N, 1, H, W]`` part masks in {0, 1}.
-
-    Returns:
-        ``[N, 3, H, W]``. Where the source part and the target's part complement overlap the two add up, and
-        where neither covers a pixel it is 0 (grey): that is the paper's definition.
-    """
-    return x_s * y_s + x_t * (1 - y_t)
-
-
-_MASK_RESIZES = ("bilinear", "chain", "area", "nearest")
-
-
-def _resize_mask(mask: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    if tuple(mask.shape[-2:]) == tuple(size):
-        return mask
-    if mode == "nearest":
-        return F.interpolate(mask, size=size, mode="nearest")
-    if mode == "area":
-        return F.adaptive_avg_pool2d(mask, size)
-    if mode in ("bilinear", "chain"):
-        return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)
-    raise ValueError(f"mask_resize must be one of {_MASK_RESIZES}, got {mode!r}")
-
-
-def masked_feature_loss(feats_1: Mapping[str, torch.Tensor] | Sequence[torch.Tensor],
-                        feats_2: Mapping[str, torch.Tensor] | Sequence[torch.Tensor], mask: torch.Tensor, *,
-                        norm: str = "mse", mask_resize: str = "bilinear") -> torch.Tensor:
-    """Masked perceptual loss (Eq. 3) per sample.
-
-    The mask is resized to each layer's ``h × w`` and broadcast over its channels (``λ_j``).
-
-    Args:
-        feats_1, feats_2: per-layer activations ``[N, C_j, h_j, w_j]`` (dicts in the same key order, or lists).
-        mask: ``[N, 1, H, W]`` in [0, 1].
-        norm: ``"mse"``: ``Σ_j mean((F_j(I1) λ_j − F_j(I2) λ_j)²)`` (= ``(1/N_j)‖·‖²``, the released code);
-            ``"paper"``: ``Σ_j (1/N_j) ‖F_j(I1) λ_j − F_j(I2) λ_j‖`` (Eq. 3 as printed).
-        mask_resize: ``"bilinear"`` (from the full-resolution mask to each layer), ``"chain"`` (the released
-            code: bilinear, each layer's mask resized from the previous layer's, e.g. 256 → 64 → 32),
-            ``"area"`` or ``"nearest"``.
-
-    Returns:
-        ``[N]`` float tensor.
-    """
-    f1 = list(feats_1.values()) if isinstance(feats_1, Mapping) else list(feats_1)
-    f2 = list(feats_2.values()) if isinstance(feats_2, Mapping) else list(feats_2)
-    if len(f1) != len(f2):
-        raise ValueError(f"feature lists differ in length: {len(f1)} vs {len(f2)}")
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-    total = torch.zeros(mask.shape[0], device=mask.device, dtype=f1[0].dtype if f1 else torch.float32)
-    m = mask
-    for a, b in zip(f1, f2):
-        m = _resize_mask((m if mask_resize == "chain" else mask).to(a.dtype), a.shape[-2:], mask_resize)
-        d = (a - b) * m
-        n_j = d[0].numel()
-        sq = d.pow(2).flatten(1).sum(dim=1)
-        total = total + (sq / n_j if norm == "mse" else torch.sqrt(sq + 1e-12) / n_j)
-    return total
-
-
-def masked_pixel_loss(img: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, *, norm: str = "mse") -> torch.Tensor:
-    """Masked pixel term of Eq. 2 per sample: ``‖img ⊗ m − ref ⊗ m‖²``.
-
-    Args:
-        img, ref: ``[N, 3, H, W]`` in [-1, 1]. mask: ``[N, 1, H, W]`` in {0, 1}.
-        norm: ``"mse"``: mean over all ``3·H·W`` elements (masked-out zeros included, as the released code);
-            ``"paper"``: the squared L2 norm (a sum; it dominates the other terms at 256 px).
-
-    Returns:
-        ``[N]``.
-    """
-    sq = ((img - ref) * mask).pow(2).flatten(1)
-    if norm == "mse":
-        return sq.mean(dim=1)
-    if norm == "paper":
-        return sq.sum(dim=1)
-    raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-
-
-def crossover_loss(s_c: torch.Tensor, x_c: torch.Tensor, *, norm: str = "mse") -> torch.Tensor:
-    """Crossover term (Eq. 4) per sample: ``"mse"`` mean squared error; ``"paper"`` the plain L2 norm ``‖s_c − x_c‖``."""
-    sq = (s_c - x_c).pow(2).flatten(1)
-    if norm == "mse":
-        return sq.mean(dim=1)
-    if norm == "paper":
-        return torch.sqrt(sq.sum(dim=1) + 1e-12)
-    raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Feature extractors
+def __getattr__(name: str) -> Any:
+    if name == "BACKBONE_NAMES":  # earlier constant: the registered backbone names
+        return backbones.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def make_feature_extractor(backbone: str | nn.Module = "vgg16", *, layers: str | Sequence[str] | None = "paper",
@@ -174,26 +72,25 @@ def make_feature_extractor(backbone: str | nn.Module = "vgg16", *, layers: str |
     """A frozen module ``img [N, 3, H, W] in [-1, 1] -> {layer: [N, C, h, w]}`` for Eq. 3.
 
     Args:
-        backbone: ``"vgg16"`` (paper), ``"alexnet"``, ``"squeezenet1_1"``, ``"resnet18"`` (appendix A,
-            Tables 5–7), ``"lpips-alex"`` / ``"lpips-vgg"`` (LPIPS features, :class:`perceptual.LpipsFeatures`),
-            ``"generator"`` (appendix D: the generators' own StyledConv activations; returns ``None`` and
-            :func:`optimise` takes them from the synthesis pass), or any module returning a dict/list (used as
+        backbone: a name registered in :mod:`ddsutils.core.backbones` (:func:`~ddsutils.core.backbones.names`:
+            ``"vgg16"`` (paper), ``"alexnet"``, ``"squeezenet1_1"``, ``"resnet18"`` (appendix A, Tables 5–7),
+            ``"lpips-alex"`` / ``"lpips-vgg"``, ``"generator"`` (appendix D: the generators' own StyledConv
+            activations; returns ``None`` and :func:`optimise` takes them from the synthesis pass), or one added
+            with :func:`~ddsutils.core.backbones.register_backbone`), or any module returning a dict/list (used as
             is: ``layers``, ``normalize``, ``resize`` and ``weights`` are then ignored).
-        layers: a named layer set of :mod:`ddsutils.perceptual` (``"paper"``, ``"release"``, ``"lpips"``) or names.
+        layers: a named layer set of the backbone (``"paper"``, ``"release"``, ``"lpips"``) or layer names.
         normalize: ``"imagenet"`` (mean/std), ``"none"`` ([-1, 1] as the released code) or ``"lpips"``.
         resize: optional square size the image is resized to before the backbone.
         weights: ``"imagenet"`` (resolved through the manifest), ``"random"`` (tests) or a path.
-    """
-    from . import backbones as perceptual
+        device: where the module lives.
 
+    Raises:
+        ddsutils.cli.UserError: an unknown name (the message lists the registered ones).
+    """
     if isinstance(backbone, nn.Module):
         return backbone.to(device)
-    if backbone == "generator":
-        return None
-    if backbone.startswith("lpips-"):
-        return perceptual.LpipsFeatures(backbone.split("-", 1)[1], device=device)
-    return perceptual.build_backbone(backbone, layers=layers, weights=weights, normalize=normalize,
-                                     resize=resize, device=device)
+    return backbones.get_backbone(backbone).make(layers=layers, normalize=normalize, resize=resize, weights=weights,
+                                                 device=device)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -246,8 +143,6 @@ class DDSResult:
 # Input checks: every argument of optimise is checked before any work (UserError naming the keyword)
 
 
-#: Perceptual backbones :func:`optimise` takes by name (any ``nn.Module`` returning features is accepted too).
-BACKBONE_NAMES = ("vgg16", "alexnet", "squeezenet1_1", "resnet18", "lpips-alex", "lpips-vgg", "generator")
 _LATENT_SPACES = ("z", "w", "w+")
 _INITS = ("random", "z_star", "mean")
 _NORMALIZES = ("imagenet", "none", "lpips")
@@ -390,15 +285,14 @@ def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str
     cli.choice(s["mask_resize"], "mask_resize", _MASK_RESIZES)
     backbone = s["backbone"]
     if backbone is not None and not isinstance(backbone, nn.Module):
-        cli.choice(backbone, "backbone", BACKBONE_NAMES, what="backbone")
-        if backbone == "generator" and mode != "paper":
+        if backbones.get_backbone(backbone).uses_generator_features and mode != "paper":
             raise UserError(f"works in the paper mode only (its reference features come from G(z*)), not in the "
                             f"{mode} mode; choose another backbone or the paper mode", argument="backbone",
                             value=backbone)
     named = backbone if isinstance(backbone, str) else (None if backbone is not None else
                                                          ("lpips-alex" if mode == "refine" else "vgg16"))
-    if named in ("vgg16", "alexnet", "squeezenet1_1", "resnet18") and s["backbone_weights"] not in ("imagenet",
-                                                                                                     "random"):
+    if (named is not None and backbones.get_backbone(named).weights_option
+            and s["backbone_weights"] not in ("imagenet", "random")):
         cli.existing_file(s["backbone_weights"], "backbone_weights", what="state-dict file")
     if s["resize"] is not None:
         s["resize"] = cli.positive_int(s["resize"], "resize")
@@ -440,17 +334,79 @@ def _backbone_weight_files(backbone: Any, weights: Any = "imagenet") -> list[Pat
     Used before any work, so that a missing file stops a run before segmenter training or optimisation.
     Raises :class:`ddsutils.weights.WeightsUnavailableError` (a UserError) when a file is missing.
     """
-    from . import backbones as perceptual
-    from . import weights as W
+    return backbones.resolve_weights(backbone, weights) if isinstance(backbone, str) else []
 
-    if not isinstance(backbone, str) or backbone == "generator":
-        return []
-    if backbone.startswith("lpips-"):
-        net = backbone.split("-", 1)[1]
-        return [W.resolve(perceptual.BACKBONES[perceptual._LPIPS_TRUNK[net]]), W.resolve(f"lpips-{net}-v0.1")]
-    if weights == "imagenet":
-        return [W.resolve(perceptual.BACKBONES[backbone])]
-    return []
+
+def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, release_domain1: str) -> tuple[float, float]:
+    """``(ψ_s, ψ_t)`` of the references made from ``z_star``."""
+    if ref_truncation is None:
+        if mode != "release":
+            return 1.0, 1.0
+        d1, other = RELEASE_TRUNCATION
+        return (other, d1) if release_domain1 == "target" else (d1, other)
+    pair = (ref_truncation, ref_truncation) if isinstance(ref_truncation, (int, float)) else tuple(ref_truncation)
+    if len(pair) != 2 or not all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in pair):
+        raise ValueError(f"ref_truncation must be a ψ in [0, 1] or a pair (ψ_s, ψ_t), got {ref_truncation!r}")
+    return float(pair[0]), float(pair[1])
+
+
+def _prepare(G_s: Generator, G_t: Generator, s: Mapping[str, Any], *, z_star, x_s, x_t, y_s, y_t) -> DDSInputs:
+    """Check the data, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``.
+
+    Numpy arrays are accepted for ``z_star``, images and masks; every problem is a :class:`UserError` naming
+    the argument, raised before the references are made where the shapes alone tell.
+
+    Args:
+        G_s, G_t: the generators. s: the checked settings (``mode``, ``seed``, ``ref_truncation``, ``device``,
+            ``backbone``, ``composite``). z_star, x_s, x_t, y_s, y_t: :func:`optimise`'s data arguments.
+
+    Returns:
+        :class:`DDSInputs` on the device, with the per-sample seeds and the references' truncation.
+    """
+    mode, seed, truncation, dev = s["mode"], s["seed"], s["ref_truncation"], s["device"]
+    size = G_t.size
+    if z_star is not None:
+        z_star = _as_tensor("z_star", z_star, f"[N, {G_s.style_dim}]")
+        if z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
+            raise UserError(f"must be a tensor [N, {G_s.style_dim}], got shape {list(z_star.shape)}", argument="z_star")
+        if z_star.shape[0] == 0:
+            raise UserError("is empty (N = 0); give at least one latent", argument="z_star")
+        if not torch.isfinite(z_star).all():
+            raise UserError("contains NaN or inf", argument="z_star")
+        z_star = z_star.to(dev).float()
+        _per_sample_seeds(seed, z_star.shape[0])
+    if mode == "blend" and z_star is None:
+        raise UserError("mode='blend' runs the latent through both generators: give z_star", argument="z_star")
+    if x_s is None or x_t is None:
+        if z_star is None:
+            raise UserError("give either z_star (paired images are generated) or both images x_s and x_t",
+                            argument="z_star")
+    for name, y in (("y_s", y_s), ("y_t", y_t)):
+        if y is None:
+            raise UserError("is missing: masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
+                            "use torch.ones/zeros for a deliberate full/empty mask", argument=name)
+    if x_s is None or x_t is None:
+        with torch.no_grad():
+            x_s = _reference(G_s.to(dev), z_star, truncation[0]) if x_s is None else x_s
+            x_t = _reference(G_t.to(dev), z_star, truncation[1]) if x_t is None else x_t
+    x_s = _check_image("x_s", x_s, None, size).to(dev)
+    n = x_s.shape[0]
+    x_t = _check_image("x_t", x_t, n, size).to(dev)
+    if z_star is not None and z_star.shape[0] != n:
+        raise UserError(f"has {z_star.shape[0]} latents but the images have batch {n}", argument="z_star")
+    y_s, y_t = _check_mask("y_s", y_s, n, size).to(dev), _check_mask("y_t", y_t, n, size).to(dev)
+    _warn_degenerate_masks(y_s, y_t)
+    x_c = crossover(x_s, y_s, x_t, y_t)
+    if mode == "release":  # the release clamps x_c in place while saving its PNG, before the loop
+        x_c = x_c.clamp(-1, 1)
+    backbone = s["backbone"]
+    if isinstance(backbone, str) and backbones.get_backbone(backbone).uses_generator_features and z_star is None:
+        raise UserError(f"backbone={backbone!r} works in paper mode with z_star (its reference features come from "
+                        "G(z*)); give z_star or choose another backbone", argument="backbone", value=backbone)
+    if mode == "refine" and s["composite"] == "blend" and z_star is None:
+        raise UserError("refine with composite='blend' needs z_star; pass composite='paste' for images",
+                        argument="composite", value=s["composite"])
+    return DDSInputs(x_s, x_t, y_s, y_t, x_c, z_star, _per_sample_seeds(seed, n), truncation)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -494,152 +450,6 @@ def _initial_latent(G: Generator, *, latent_space: str, init: str, seeds: list[i
 MODES = ("paper", "release", "blend", "refine")
 #: Release mode's reference truncation: ψ for the domain-1 image (the generator in the loop), ψ for the other.
 RELEASE_TRUNCATION = (0.7, 1.0)
-
-
-@dataclasses.dataclass
-class DDSInputs:
-    """The inputs the losses compare with: images ``x_s``, ``x_t`` ``[N, 3, H, W]`` in [-1, 1], masks ``y_s``,
-    ``y_t`` ``[N, 1, H, W]`` in {0, 1} and the crossover ``x_c`` (Eq. 1); :func:`optimise` also keeps ``z_star``,
-    the per-sample seeds and the references' truncation."""
-
-    x_s: torch.Tensor
-    x_t: torch.Tensor
-    y_s: torch.Tensor
-    y_t: torch.Tensor
-    x_c: torch.Tensor
-    z_star: torch.Tensor | None = None
-    seeds: list[int] = dataclasses.field(default_factory=list)
-    truncation: tuple[float, float] = (1.0, 1.0)
-
-    @classmethod
-    def from_images(cls, x_s: torch.Tensor, x_t: torch.Tensor, y_s: torch.Tensor, y_t: torch.Tensor) -> DDSInputs:
-        """Inputs of paired images and masks, with ``x_c = crossover(x_s, y_s, x_t, y_t)`` (paper mode's)."""
-        return cls(x_s, x_t, y_s, y_t, crossover(x_s, y_s, x_t, y_t))
-
-
-def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, release_domain1: str) -> tuple[float, float]:
-    """``(ψ_s, ψ_t)`` of the references made from ``z_star``."""
-    if ref_truncation is None:
-        if mode != "release":
-            return 1.0, 1.0
-        d1, other = RELEASE_TRUNCATION
-        return (other, d1) if release_domain1 == "target" else (d1, other)
-    pair = (ref_truncation, ref_truncation) if isinstance(ref_truncation, (int, float)) else tuple(ref_truncation)
-    if len(pair) != 2 or not all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in pair):
-        raise ValueError(f"ref_truncation must be a ψ in [0, 1] or a pair (ψ_s, ψ_t), got {ref_truncation!r}")
-    return float(pair[0]), float(pair[1])
-
-
-def _prepare(G_s: Generator, G_t: Generator, *, mode: str, z_star, x_s, x_t, y_s, y_t, seed,
-             truncation: tuple[float, float], dev: torch.device) -> DDSInputs:
-    """Check the inputs, make the references ``x_s = G_s(z*)``, ``x_t = G_t(z*)`` and the crossover ``x_c``.
-
-    Numpy arrays are accepted for ``z_star``, images and masks; every problem is a :class:`UserError` naming
-    the argument, raised before the references are made where the shapes alone tell.
-    """
-    size = G_t.size
-    if z_star is not None:
-        z_star = _as_tensor("z_star", z_star, f"[N, {G_s.style_dim}]")
-        if z_star.ndim != 2 or z_star.shape[1] != G_s.style_dim:
-            raise UserError(f"must be a tensor [N, {G_s.style_dim}], got shape {list(z_star.shape)}", argument="z_star")
-        if z_star.shape[0] == 0:
-            raise UserError("is empty (N = 0); give at least one latent", argument="z_star")
-        if not torch.isfinite(z_star).all():
-            raise UserError("contains NaN or inf", argument="z_star")
-        z_star = z_star.to(dev).float()
-        _per_sample_seeds(seed, z_star.shape[0])
-    if mode == "blend" and z_star is None:
-        raise UserError("mode='blend' runs the latent through both generators: give z_star", argument="z_star")
-    if x_s is None or x_t is None:
-        if z_star is None:
-            raise UserError("give either z_star (paired images are generated) or both images x_s and x_t",
-                            argument="z_star")
-    for name, y in (("y_s", y_s), ("y_t", y_t)):
-        if y is None:
-            raise UserError("is missing: masks y_s and y_t are required (e.g. ddsutils.segmenter.predict_masks); "
-                            "use torch.ones/zeros for a deliberate full/empty mask", argument=name)
-    if x_s is None or x_t is None:
-        with torch.no_grad():
-            x_s = _reference(G_s.to(dev), z_star, truncation[0]) if x_s is None else x_s
-            x_t = _reference(G_t.to(dev), z_star, truncation[1]) if x_t is None else x_t
-    x_s = _check_image("x_s", x_s, None, size).to(dev)
-    n = x_s.shape[0]
-    x_t = _check_image("x_t", x_t, n, size).to(dev)
-    if z_star is not None and z_star.shape[0] != n:
-        raise UserError(f"has {z_star.shape[0]} latents but the images have batch {n}", argument="z_star")
-    y_s, y_t = _check_mask("y_s", y_s, n, size).to(dev), _check_mask("y_t", y_t, n, size).to(dev)
-    _warn_degenerate_masks(y_s, y_t)
-    x_c = crossover(x_s, y_s, x_t, y_t)
-    if mode == "release":  # the release clamps x_c in place while saving its PNG, before the loop
-        x_c = x_c.clamp(-1, 1)
-    return DDSInputs(x_s, x_t, y_s, y_t, x_c, z_star, _per_sample_seeds(seed, n), truncation)
-
-
-def paper_loss(img_s: torch.Tensor, img_t: torch.Tensor, f_s, f_t, ref_s, ref_t, inp: DDSInputs, *, alpha: float,
-               beta: float, gamma: float, norm: str = "mse", mask_resize: str = "bilinear") -> dict[str, torch.Tensor]:
-    """Eq. 2–6 per sample for ``G_s(ẑ)`` = ``img_s`` and ``G_t(ẑ)`` = ``img_t``.
-
-    Args:
-        img_s, img_t: ``[N, 3, H, W]`` images of the two generators for the same latent.
-        f_s, f_t: their backbone features; ref_s, ref_t: the features of ``x_s``, ``x_t``.
-        inp: the checked inputs (``x_s``, ``x_t``, ``y_s``, ``y_t``, ``x_c``).
-        alpha, beta, gamma: Eq. 6 weights. norm, mask_resize: see :func:`masked_feature_loss`.
-
-    Returns:
-        ``{"total", "L_s", "L_t", "L_c"}``, each ``[N]``.
-    """
-    y_s, not_t = inp.y_s, 1 - inp.y_t
-    L_s = masked_feature_loss(f_s, ref_s, y_s, norm=norm, mask_resize=mask_resize) \
-        + masked_pixel_loss(img_s, inp.x_s, y_s, norm=norm)                               # Eq. 2, source
-    L_t = masked_feature_loss(f_t, ref_t, not_t, norm=norm, mask_resize=mask_resize) \
-        + masked_pixel_loss(img_t, inp.x_t, not_t, norm=norm)                             # Eq. 2, target
-    L_c = crossover_loss(img_s * y_s + img_t * not_t, inp.x_c, norm=norm)                 # Eq. 4–5
-    return {"total": alpha * L_s + beta * L_t + gamma * L_c, "L_s": L_s, "L_t": L_t, "L_c": L_c}  # Eq. 6
-
-
-def release_loss(img: torch.Tensor, f, ref_s, ref_t, inp: DDSInputs, *, domain1: str = "target") -> dict[str, torch.Tensor]:
-    """The released ``DDS_main.py`` loss per sample, for the one generator's image ``img``.
-
-    ``2·[P(img, x_t, 1 − y_t) + P(img, x_s, m)] + [pixel terms with the same masks] + 3·MSE(img, x_c)``, with
-    ``P`` the masked VGG MSE (masks chain-resized) and ``m = y_t`` in the D1 loop (``domain1="target"``: the
-    target's part mask also masks the source terms), ``m = y_s`` in the D2 loop.
-
-    Returns:
-        ``{"total", "perceptual", "pixel", "crossover"}``, each ``[N]``.
-    """
-    m_src = inp.y_t if domain1 == "target" else inp.y_s
-    not_t = 1 - inp.y_t
-    perc = masked_feature_loss(f, ref_t, not_t, mask_resize="chain") \
-        + masked_feature_loss(f, ref_s, m_src, mask_resize="chain")
-    pix = masked_pixel_loss(img, inp.x_t, not_t) + masked_pixel_loss(img, inp.x_s, m_src)
-    cross = crossover_loss(img, inp.x_c)
-    w = RELEASE_WEIGHTS
-    total = w["perceptual"] * perc + w["pixel"] * pix + w["crossover"] * cross
-    return {"total": total, "perceptual": perc, "pixel": pix, "crossover": cross}
-
-
-def _lpips_from_features(f, ref) -> torch.Tensor:
-    # Σ_k mean_hw ‖F_k(a) − F_k(b)‖²_channels: LPIPS for perceptual.LpipsFeatures, a plain feature distance otherwise
-    fa = list(f.values()) if isinstance(f, Mapping) else list(f)
-    fb = list(ref.values()) if isinstance(ref, Mapping) else list(ref)
-    return sum((a - b).pow(2).sum(dim=1).flatten(1).mean(dim=1) for a, b in zip(fa, fb))
-
-
-def refine_loss(img: torch.Tensor, f, ref, composite: torch.Tensor, weight: torch.Tensor, *,
-                mse_weight: float) -> dict[str, torch.Tensor]:
-    """Refine mode's loss per sample: LPIPS to the composite plus a pixel MSE weighted up inside the part.
-
-    Args:
-        img: ``G_t(ŵ)`` ``[N, 3, H, W]``; f, ref: its features and the composite's (LPIPS features).
-        composite: ``[N, 3, H, W]`` target image. weight: ``[N, 1, H, W]`` per-pixel MSE weight.
-        mse_weight: factor of the pixel term.
-
-    Returns:
-        ``{"total", "lpips", "mse"}``, each ``[N]``.
-    """
-    lp = _lpips_from_features(f, ref)
-    mse = ((img - composite).pow(2) * weight).flatten(1).mean(dim=1)
-    return {"total": lp + mse_weight * mse, "lpips": lp, "mse": mse}
 
 
 def _blend_image(G_s: Generator, G_t: Generator, inp: DDSInputs, *, start: int, dilation: int, feather: float,
@@ -732,7 +542,8 @@ def optimise(
         init: ``"random"`` (paper: ẑ ~ N(0, I), seeded per sample), ``"z_star"`` (footnote 3: "gets stuck";
             refine default) or ``"mean"`` (release: the mean w of ``n_mean_latent`` samples; in z: zeros).
         alpha, beta, gamma: Eq. 6 weights (paper 0.9, 1, 0.5). Release mode uses 2/1/3 instead.
-        backbone: see :func:`make_feature_extractor` (default VGG-16; refine: ``"lpips-alex"``).
+        backbone: a registered name or a module, see :func:`make_feature_extractor` (default VGG-16; refine:
+            ``"lpips-alex"``); :func:`ddsutils.core.backbones.register_backbone` adds one.
         layers: layer set; default ``"paper"`` (conv1_1, conv1_2, conv2_2, conv3_3 as printed) in paper mode and
             ``"release"`` (relu1_1, relu1_2, relu3_2, relu4_2 — the shapes of the paper's Table 4) in release mode.
         normalize: ImageNet mean/std before the backbone (paper default ``"imagenet"``; release ``"none"``).
@@ -776,148 +587,12 @@ def optimise(
             seeds...), mismatched generators, missing or malformed inputs (N = 0, non-binary or wrongly sized
             masks, NaN/inf latents, images outside [-1, 1]).
     """
-    # every setting is checked before any work (UserError naming the keyword); the data in _prepare
-    s = _check_settings(G_s, G_t, {k: v for k, v in locals().items() if k not in _DATA_ARGS})
-    num_steps, snapshot_every, n_mean_latent = s["num_steps"], s["snapshot_every"], s["n_mean_latent"]
-    resize = s["resize"]
-    blend_start, dilation, dev, truncation = s["blend_start"], s["dilation"], s["device"], s["ref_truncation"]
-    min_area = s["min_area"]
-    from tqdm.auto import tqdm
-
-    # -- settings ---------------------------------------------------------------------------------
-    release, refine = mode == "release", mode == "refine"
-    latent_space = latent_space or ("w+" if release or refine else "z")
-    init = init or {"release": "mean", "refine": "z_star"}.get(mode, "random")
-    layers = layers if layers is not None else ("release" if release else "paper")
-    normalize = normalize or ("none" if release else "imagenet")
-    backbone = backbone if backbone is not None else ("lpips-alex" if refine else "vgg16")
-    lr = lr if lr is not None else (0.05 if refine else 0.01)
-    if release:
-        norm, mask_resize = "mse", "chain"
-    start = default_blend_start(G_t) if blend_start is None else blend_start
-    inp = _prepare(G_s, G_t, mode=mode, z_star=z_star, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, seed=seed,
-                   truncation=truncation, dev=dev)
-    if backbone == "generator" and inp.z_star is None:
-        raise UserError("backbone='generator' works in paper mode with z_star (its reference features come from "
-                        "G(z*)); give z_star or choose another backbone", argument="backbone", value=backbone)
-    if refine and composite == "blend" and inp.z_star is None:
-        raise UserError("refine with composite='blend' needs z_star; pass composite='paste' for images",
-                        argument="composite", value=composite)
-    n, seeds = inp.x_s.shape[0], inp.seeds
-    G_s, G_t = G_s.to(dev).eval().requires_grad_(False), G_t.to(dev).eval().requires_grad_(False)
-    config = {
-        "mode": mode, "latent_space": latent_space, "init": init, "alpha": alpha, "beta": beta, "gamma": gamma,
-        "backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
-        "layers": layers if isinstance(layers, str) else list(layers), "normalize": normalize, "norm": norm,
-        "mask_resize": mask_resize, "backbone_weights": backbone_weights, "resize": resize, "lr": lr,
-        "num_steps": num_steps, "snapshot_every": snapshot_every, "ref_truncation": list(truncation),
-        "release_domain1": release_domain1, "n_mean_latent": n_mean_latent, "seeds": seeds,
-        "release_weights": dict(RELEASE_WEIGHTS) if release else None, "blend_start": start,
-        "min_area": min_area, "dilation": dilation, "feather": feather, "composite": composite, "inside_weight": inside_weight,
-        "mse_weight": mse_weight, "device": str(dev), "n": n, "size": G_t.size,
-        "generators": {"source": G_s.config, "target": G_t.config},
-    }
-
-    # -- blend mode: one pass, nothing to optimise ---------------------------------------------------
-    t0 = time.perf_counter()
-    if mode == "blend":
-        with torch.no_grad():
-            image, w_t = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
-                                      truncation=truncation, min_area=min_area)
-        config.update(num_steps=0, latent_space="w+", init="z_star")
-        return _result(inp, image.cpu(), None, w_t, {"total": torch.zeros(0, n)}, [], config,
-                       time.perf_counter() - t0, 1)
-
-    # -- the loss's fixed parts: references, noise, features -----------------------------------------
-    extractor = make_feature_extractor(backbone, layers=layers, normalize=normalize, resize=resize,
-                                       weights=backbone_weights, device=dev)
-    use_gen_feats = extractor is None
-    if use_gen_feats and (inp.z_star is None or mode != "paper"):
-        raise ValueError("backbone='generator' works in paper mode with z_star (its reference features come "
-                         "from G(z*))")
-    G_opt = (G_t if release_domain1 == "target" else G_s) if release else G_t
-    if release:  # one set of fixed random noise maps (not optimised), shared over the batch
-        noise: list[torch.Tensor] | str = [t.to(dev) for t in G_opt.make_noise(1, seed=seeds[0])]
-    else:
-        noise = "const"
-
-    def render(G: Generator, latent: torch.Tensor, feats: bool = False):
-        space = "w+" if latent.ndim == 3 else latent_space
-        return G(latent, input_space=space, noise=noise, return_features=feats)
-
-    def features(G: Generator, latent: torch.Tensor):
-        if use_gen_feats:
-            return render(G, latent, feats=True)
-        img = render(G, latent)
-        return img, extractor(img)
-
-    with torch.no_grad():
-        if use_gen_feats:
-            ref_s = _reference(G_s, inp.z_star, truncation[0], features=True)[1]
-            ref_t = _reference(G_t, inp.z_star, truncation[1], features=True)[1]
-        elif refine:
-            mask = _dilated(inp.y_s, dilation, min_area)
-            if composite == "blend":
-                if inp.z_star is None:
-                    raise ValueError("refine with composite='blend' needs z_star; pass composite='paste' for images")
-                target_img = _blend_image(G_s, G_t, inp, start=start, dilation=dilation, feather=feather,
-                                          truncation=truncation, min_area=min_area)[0]
-            else:
-                target_img = inp.x_s * inp.y_s + inp.x_t * (1 - inp.y_s)
-            weight = 1 + (inside_weight - 1) * mask
-            ref_c = extractor(target_img)
-        else:
-            ref_s, ref_t = extractor(inp.x_s), extractor(inp.x_t)
-
-    # -- Algorithm 1: Adam on the latent -------------------------------------------------------------
-    latent = _initial_latent(G_opt, latent_space=latent_space, init=init, seeds=seeds, z_star=inp.z_star,
-                             n_mean_latent=n_mean_latent, device=dev).requires_grad_(True)
-    opt = torch.optim.Adam([latent], lr=lr)
-    terms = {"paper": ("total", "L_s", "L_t", "L_c"), "release": ("total", "perceptual", "pixel", "crossover"),
-             "refine": ("total", "lpips", "mse")}[mode]
-    history = {k: torch.zeros(num_steps, n) for k in terms}
-    snapshots: list[tuple[int, torch.Tensor]] = []
-    if snapshot_every:
-        with torch.no_grad():
-            snapshots.append((0, render(G_opt, latent).clamp(-1, 1).cpu()))
-    t0 = time.perf_counter()
-    bar = tqdm(range(num_steps), desc=f"DDS {mode}", disable=cli.no_progress(progress), leave=False)
-    for step in bar:
-        opt.zero_grad(set_to_none=True)
-        if mode == "paper":
-            (img_s, f_s), (img_t, f_t) = features(G_s, latent), features(G_t, latent)
-            losses = paper_loss(img_s, img_t, f_s, f_t, ref_s, ref_t, inp, alpha=alpha, beta=beta, gamma=gamma,
-                                norm=norm, mask_resize=mask_resize)
-        elif release:
-            img, f = features(G_opt, latent)
-            losses = release_loss(img, f, ref_s, ref_t, inp, domain1=release_domain1)
-        else:
-            img, f = features(G_t, latent)
-            losses = refine_loss(img, f, ref_c, target_img, weight, mse_weight=mse_weight)
-        losses["total"].sum().backward()  # a sum keeps every sample's gradient independent of the batch
-        opt.step()
-        if release:  # the release re-standardises its (never optimised) noise maps after every step
-            with torch.no_grad():
-                for nz in noise:
-                    nz.sub_(nz.mean()).div_(nz.std())
-        for k in terms:
-            history[k][step] = losses[k].detach().cpu()
-        if progress:
-            bar.set_postfix(loss=f"{losses['total'].mean().item():.4g}")
-        if callback is not None or (snapshot_every and (step + 1) % snapshot_every == 0):
-            with torch.no_grad():
-                now = render(G_opt, latent).clamp(-1, 1)
-            if snapshot_every and (step + 1) % snapshot_every == 0:
-                snapshots.append((step + 1, now.cpu()))
-            if callback is not None:
-                callback(step, {k: v.detach() for k, v in losses.items()}, now)
-    elapsed = time.perf_counter() - t0
-
-    with torch.no_grad():
-        image = render(G_opt, latent).clamp(-1, 1).cpu()
-        image_source = render(G_s, latent).clamp(-1, 1).cpu() if mode == "paper" else None
-    return _result(inp, image, image_source, latent.detach(), history, snapshots, config, elapsed,
-                   max(num_steps, 1))
+    s = _check_settings(G_s, G_t, {k: v for k, v in locals().items() if k not in _DATA_ARGS})  # before any work
+    s = _mode_defaults(s, G_t)
+    inp = _prepare(G_s, G_t, s, z_star=z_star, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t)
+    G_s, G_t = (G.to(s["device"]).eval().requires_grad_(False) for G in (G_s, G_t))
+    run = {"paper": _paper, "release": _release, "blend": _blend, "refine": _refine}[s["mode"]]
+    return run(G_s, G_t, inp, s, _config(s, inp, G_s, G_t))
 
 
 def _optimise_defaults() -> dict[str, Any]:
@@ -929,6 +604,205 @@ def _optimise_defaults() -> dict[str, Any]:
 
 #: :func:`optimise`'s settings and their defaults (what :func:`_check_settings` fills in).
 _OPTIMISE_DEFAULTS = _optimise_defaults()
+
+
+def _mode_defaults(s: Mapping[str, Any], G_t: Generator) -> dict[str, Any]:
+    """The checked settings with the defaults that depend on the mode filled in (``None`` in the signature)."""
+    mode = s["mode"]
+    release, refine = mode == "release", mode == "refine"
+    s = dict(s)
+    s["latent_space"] = s["latent_space"] or ("w+" if release or refine else "z")
+    s["init"] = s["init"] or {"release": "mean", "refine": "z_star"}.get(mode, "random")
+    s["layers"] = s["layers"] if s["layers"] is not None else ("release" if release else "paper")
+    s["normalize"] = s["normalize"] or ("none" if release else "imagenet")
+    s["backbone"] = s["backbone"] if s["backbone"] is not None else ("lpips-alex" if refine else "vgg16")
+    s["lr"] = s["lr"] if s["lr"] is not None else (0.05 if refine else 0.01)
+    if release:  # the released loss: means of squared errors, masks chain-resized
+        s["norm"], s["mask_resize"] = "mse", "chain"
+    s["blend_start"] = default_blend_start(G_t) if s["blend_start"] is None else s["blend_start"]
+    return s
+
+
+#: :attr:`DDSResult.config`'s keys, in order.
+_CONFIG_KEYS = ("mode", "latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
+                "mask_resize", "backbone_weights", "resize", "lr", "num_steps", "snapshot_every", "ref_truncation",
+                "release_domain1", "n_mean_latent", "seeds", "release_weights", "blend_start", "min_area", "dilation",
+                "feather", "composite", "inside_weight", "mse_weight", "device", "n", "size", "generators")
+
+
+def _config(s: Mapping[str, Any], inp: DDSInputs, G_s: Generator, G_t: Generator) -> dict[str, Any]:
+    """Every setting that produces the result, JSON-serialisable (:attr:`DDSResult.config`)."""
+    backbone, layers = s["backbone"], s["layers"]
+    derived = {"backbone": backbone if isinstance(backbone, str) else type(backbone).__name__,
+               "layers": layers if isinstance(layers, str) else list(layers),
+               "ref_truncation": list(s["ref_truncation"]), "seeds": inp.seeds,
+               "release_weights": dict(RELEASE_WEIGHTS) if s["mode"] == "release" else None,
+               "device": str(s["device"]), "n": inp.x_s.shape[0], "size": G_t.size,
+               "generators": {"source": G_s.config, "target": G_t.config}}
+    return {k: derived[k] if k in derived else s[k] for k in _CONFIG_KEYS}
+
+
+def _extractor(s: Mapping[str, Any]) -> nn.Module | None:
+    return make_feature_extractor(s["backbone"], layers=s["layers"], normalize=s["normalize"], resize=s["resize"],
+                                  weights=s["backbone_weights"], device=s["device"])
+
+
+def _start_latent(G: Generator, inp: DDSInputs, s: Mapping[str, Any]) -> torch.Tensor:
+    return _initial_latent(G, latent_space=s["latent_space"], init=s["init"], seeds=inp.seeds, z_star=inp.z_star,
+                           n_mean_latent=s["n_mean_latent"], device=s["device"])
+
+
+def _synthesis(latent_space: str, noise: list[torch.Tensor] | str) -> Callable[..., Any]:
+    """``render(G, latent, feats=False)``: ``G``'s image (and StyledConv activations) of a latent (w⁺ if 3-d)."""
+    def render(G: Generator, latent: torch.Tensor, feats: bool = False):
+        return G(latent, input_space="w+" if latent.ndim == 3 else latent_space, noise=noise, return_features=feats)
+    return render
+
+
+def _paper(G_s: Generator, G_t: Generator, inp: DDSInputs, s: Mapping[str, Any], config: dict) -> DDSResult:
+    """Paper mode, Algorithm 1: Eq. 6 on ẑ through both generators (constant noise), ``x̂ = G_t(ẑ)``."""
+    extractor = _extractor(s)  # None: the generators' own features (appendix D)
+    render = _synthesis(s["latent_space"], "const")
+
+    def features(G: Generator, latent: torch.Tensor):
+        if extractor is None:
+            return render(G, latent, feats=True)
+        img = render(G, latent)
+        return img, extractor(img)
+
+    with torch.no_grad():
+        if extractor is None:
+            ref_s = _reference(G_s, inp.z_star, inp.truncation[0], features=True)[1]
+            ref_t = _reference(G_t, inp.z_star, inp.truncation[1], features=True)[1]
+        else:
+            ref_s, ref_t = extractor(inp.x_s), extractor(inp.x_t)
+
+    def loss(latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        (img_s, f_s), (img_t, f_t) = features(G_s, latent), features(G_t, latent)
+        return paper_loss(img_s, img_t, f_s, f_t, ref_s, ref_t, inp, alpha=s["alpha"], beta=s["beta"],
+                          gamma=s["gamma"], norm=s["norm"], mask_resize=s["mask_resize"])
+
+    return _descend(G_t, render, _start_latent(G_t, inp, s), loss, inp, s, config,
+                    terms=("total", "L_s", "L_t", "L_c"), G_source=G_s)
+
+
+def _release(G_s: Generator, G_t: Generator, inp: DDSInputs, s: Mapping[str, Any], config: dict) -> DDSResult:
+    """Release mode, the released ``DDS_main.py`` loop: ONE generator (``release_domain1``) on w⁺ from the mean w,
+    :func:`release_loss`, one set of fixed random noise maps (shared over the batch, re-standardised every step)."""
+    extractor = _extractor(s)
+    G = G_t if s["release_domain1"] == "target" else G_s
+    noise = [t.to(s["device"]) for t in G.make_noise(1, seed=inp.seeds[0])]
+    render = _synthesis(s["latent_space"], noise)
+    with torch.no_grad():
+        ref_s, ref_t = extractor(inp.x_s), extractor(inp.x_t)
+
+    def loss(latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        img = render(G, latent)
+        return release_loss(img, extractor(img), ref_s, ref_t, inp, domain1=s["release_domain1"])
+
+    @torch.no_grad()
+    def restandardise_noise() -> None:  # as the release does after every step (the maps are never optimised)
+        for nz in noise:
+            nz.sub_(nz.mean()).div_(nz.std())
+
+    return _descend(G, render, _start_latent(G, inp, s), loss, inp, s, config,
+                    terms=("total", "perceptual", "pixel", "crossover"), after_step=restandardise_noise)
+
+
+def _refine(G_s: Generator, G_t: Generator, inp: DDSInputs, s: Mapping[str, Any], config: dict) -> DDSResult:
+    """Refine mode: ``G_t``'s w⁺ from w(z*) toward a composite (the blend, or the paste ``x_s ⊗ y_s + x_t ⊗ ȳ_s``)
+    with :func:`refine_loss` (LPIPS + a pixel MSE weighted ``inside_weight`` × inside the dilated mask)."""
+    extractor = _extractor(s)
+    render = _synthesis(s["latent_space"], "const")
+    with torch.no_grad():
+        mask = _dilated(inp.y_s, s["dilation"], s["min_area"])
+        if s["composite"] == "blend":
+            composite = _blend_image(G_s, G_t, inp, start=s["blend_start"], dilation=s["dilation"],
+                                     feather=s["feather"], truncation=inp.truncation, min_area=s["min_area"])[0]
+        else:
+            composite = inp.x_s * inp.y_s + inp.x_t * (1 - inp.y_s)
+        weight = 1 + (s["inside_weight"] - 1) * mask
+        ref = extractor(composite)
+
+    def loss(latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        img = render(G_t, latent)
+        return refine_loss(img, extractor(img), ref, composite, weight, mse_weight=s["mse_weight"])
+
+    return _descend(G_t, render, _start_latent(G_t, inp, s), loss, inp, s, config, terms=("total", "lpips", "mse"))
+
+
+def _blend(G_s: Generator, G_t: Generator, inp: DDSInputs, s: Mapping[str, Any], config: dict) -> DDSResult:
+    """Blend mode: no optimisation; ``z*`` through both generators, their activations mixed under the (dilated,
+    feathered) source mask from StyledConv ``blend_start`` on (:func:`ddsutils.core.layerblend.blend_synthesis`)."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        image, w_t = _blend_image(G_s, G_t, inp, start=s["blend_start"], dilation=s["dilation"], feather=s["feather"],
+                                  truncation=inp.truncation, min_area=s["min_area"])
+    config.update(num_steps=0, latent_space="w+", init="z_star")
+    return _result(inp, image.cpu(), None, w_t, {"total": torch.zeros(0, len(inp.seeds))}, [], config,
+                   time.perf_counter() - t0, 1)
+
+
+def _descend(G: Generator, render: Callable[..., Any], latent: torch.Tensor,
+             loss_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]], inp: DDSInputs, s: Mapping[str, Any],
+             config: dict, *, terms: tuple[str, ...], G_source: Generator | None = None,
+             after_step: Callable[[], None] | None = None) -> DDSResult:
+    """The optimisation loop of Algorithm 1 (paper, release and refine modes): Adam on the latent.
+
+    Args:
+        G: the generator whose image is ``x̂`` (snapshots, callback, result); render: ``render(G, latent)``.
+        latent: the initial latent ``[N, D]`` or ``[N, L, D]`` (optimised in place).
+        loss_fn: ``latent -> {term: [N]}``, with ``"total"`` the loss to minimise.
+        inp, s, config: the inputs, the settings (``lr``, ``num_steps``, ``snapshot_every``, ``callback``,
+            ``progress``) and the result's config.
+        terms: the loss terms kept in the history. G_source: also return ``G_source``'s image (paper mode).
+        after_step: run after every Adam step (release mode re-standardises its noise maps).
+
+    Returns:
+        :class:`DDSResult`: ``history`` ``{term: [num_steps, N]}``, snapshots every ``snapshot_every`` steps.
+    """
+    from tqdm.auto import tqdm
+
+    num_steps, every, callback = s["num_steps"], s["snapshot_every"], s["callback"]
+
+    def image(gen: Generator = G) -> torch.Tensor:
+        with torch.no_grad():
+            return render(gen, latent).clamp(-1, 1)
+
+    # the latent is the only thing optimised: the generators and the backbone are frozen
+    latent.requires_grad_(True)
+    opt = torch.optim.Adam([latent], lr=s["lr"])
+    history = {k: torch.zeros(num_steps, latent.shape[0]) for k in terms}
+    snapshots = [(0, image().cpu())] if every else []  # step 0: the initial latent's image
+    t0 = time.perf_counter()
+    bar = tqdm(range(num_steps), desc=f"DDS {s['mode']}", disable=cli.no_progress(s["progress"]), leave=False)
+    for step in bar:
+        # 1. the per-sample losses of the current latent
+        opt.zero_grad(set_to_none=True)
+        losses = loss_fn(latent)
+        # 2. their sum's gradient (each sample's gradient stays independent of the batch) and one Adam step
+        losses["total"].sum().backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        # 3. the history of every term, per sample, and the progress bar
+        for k in terms:
+            history[k][step] = losses[k].detach().cpu()
+        if s["progress"]:
+            bar.set_postfix(loss=f"{losses['total'].mean().item():.4g}")
+        # 4. a snapshot every `snapshot_every` steps, and the caller's callback
+        snap = bool(every) and (step + 1) % every == 0
+        if callback is not None or snap:
+            now = image()
+            if snap:
+                snapshots.append((step + 1, now.cpu()))
+            if callback is not None:
+                callback(step, {k: v.detach() for k, v in losses.items()}, now)
+    elapsed = time.perf_counter() - t0
+    # x̂ (and in paper mode G_s's image of the same latent)
+    final = image().cpu()
+    return _result(inp, final, image(G_source).cpu() if G_source is not None else None, latent.detach(), history,
+                   snapshots, config, elapsed, max(num_steps, 1))
 
 
 def _dilated(mask: torch.Tensor, dilation: int, min_area: int = 0) -> torch.Tensor:

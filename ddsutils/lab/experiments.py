@@ -65,13 +65,12 @@ SETTINGS: tuple[str, ...] = ("generators", "pairs", "masks", "n", "n_ref", "num_
 _PROFILE_KEYS = set(SETTINGS) | {"segmenters", "out", "cache"}
 _MASKS = ("eyes_nose_mouth", "hair")
 _JUDGED = ("inside_source", "relative_inside", "outside_target")
-_EXTRA_BACKBONES = ("lpips-alex", "lpips-vgg", "generator")
 
 
 def check_settings(cfg: Mapping[str, Any], *, names: Mapping[str, str] | None = None) -> None:
     """Raise :class:`~ddsutils.cli.UserError` naming the setting unless every value of a profile's settings
     ``cfg`` has the right type and range (``names`` maps settings to CLI arguments for the messages)."""
-    from ..core.backbones import BACKBONES
+    from ..core import backbones
 
     nm = {k: k for k in _PROFILE_KEYS}
     nm.update(names or {})
@@ -100,7 +99,7 @@ def check_settings(cfg: Mapping[str, Any], *, names: Mapping[str, str] | None = 
     for m in cfg["masks"]:
         cli.choice(m, nm["masks"], _MASKS, what="mask")
     for b in cfg["backbones"]:
-        cli.choice(b, nm["backbones"], [*BACKBONES, *_EXTRA_BACKBONES], what="backbone")
+        cli.choice(b, nm["backbones"], backbones.names(), what="backbone")
     for v in cfg["sweep_values"]:
         cli.float_arg(v, nm["sweep_values"], min=0)
     if not cfg["modes"]:
