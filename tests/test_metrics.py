@@ -430,18 +430,66 @@ def test_kid_validation() -> None:
 
 
 # ------------------------------------------------------------------------------------------ Inception / FID
+STAND_IN = b"stand-in weights"
+
+
 @pytest.fixture
 def no_inception_cache(tmp_path, monkeypatch):
-    """Empty weights cache and torch.hub folder; any network access fails the test."""
+    """Empty weights cache and torch.hub folder, the repository's manifest; any network access fails the test."""
+    import urllib.request
+
     monkeypatch.setenv("DDS_WEIGHTS_DIR", str(tmp_path / "weights"))
+    monkeypatch.delenv("DDS_WEIGHTS_MANIFEST", raising=False)
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
 
     def no_network(*args, **kwargs):
         raise AssertionError("network touched")
 
-    monkeypatch.setattr(M.socket, "create_connection", no_network)
-    monkeypatch.setattr(M.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(M.socket, "create_connection", no_network)  # metrics' reachability probe
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)  # ddsutils.weights' downloads
     return tmp_path
+
+
+def _manifest_pinning(tmp_path, monkeypatch, content: bytes):
+    """A copy of the repository's manifest whose Inception entry expects ``content``'s sha256 prefix."""
+    import hashlib
+    import json
+
+    from ddsutils.core import weights as W
+
+    raw = json.loads(W.manifest_path().read_text())
+    (entry,) = [e for e in raw["entries"] if e["name"] == M.INCEPTION_WEIGHTS]
+    entry["sha256_prefix"] = hashlib.sha256(content).hexdigest()[:8]
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(raw))
+    monkeypatch.setenv("DDS_WEIGHTS_MANIFEST", str(path))
+
+
+def _serve(monkeypatch, content: bytes) -> list[str]:
+    """A reachable host whose every download is ``content``; returns the URLs asked for."""
+    import io
+    import urllib.request
+
+    asked: list[str] = []
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": str(len(content))}
+
+    def urlopen(req, timeout=None):
+        asked.append(req.full_url)
+        return Response(content)
+
+    monkeypatch.setattr(M.socket, "create_connection", lambda *a, **k: io.BytesIO())
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    return asked
+
+
+def test_inception_weights_are_the_manifest_entry() -> None:
+    from ddsutils.core import weights as W
+
+    e = W.load_manifest()[M.INCEPTION_WEIGHTS]
+    assert e.filename == M.INCEPTION_FILENAME and e.urls == (M.INCEPTION_URL,) and not e.manual
+    assert e.sha256_prefix == "6726825d" and e.sha256_prefix in e.filename  # torch.hub's name carries the prefix
 
 
 def test_inception_fid_offline_fails_fast_with_clear_error(no_inception_cache, monkeypatch) -> None:
@@ -457,7 +505,9 @@ def test_inception_fid_offline_fails_fast_with_clear_error(no_inception_cache, m
     assert time.perf_counter() - t0 < 2.0
     msg = str(info.value)
     assert M.INCEPTION_FILENAME in msg and "DDS_OFFLINE=1" in msg
-    assert str(no_inception_cache / "weights" / M.INCEPTION_FILENAME) in msg  # where to put it
+    assert str(no_inception_cache / "weights" / M.INCEPTION_FILENAME) in msg  # where it was looked for
+    assert f"python -m ddsutils.weights fetch {M.INCEPTION_WEIGHTS}" in msg  # the fix, through the manifest
+    assert "sha256 prefix 6726825d" in msg
     assert M.INCEPTION_URL in msg
     assert "frechet_vgg" in msg and M.FRECHET_VGG_LABEL in msg and "not FID" in msg
     assert isinstance(info.value, FileNotFoundError)
@@ -503,13 +553,45 @@ def test_inception_cached_file_with_wrong_hash_is_rejected(no_inception_cache) -
     bad = no_inception_cache / "weights" / M.INCEPTION_FILENAME
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not the weights")
-    with pytest.raises(W.ChecksumError, match=M.INCEPTION_FILENAME):
+    with pytest.raises(W.ChecksumError, match=f"{M.INCEPTION_FILENAME}.*expected prefix 6726825d"):
         M.inception_weights_path()
 
 
-def test_inception_features_plumbing_with_a_stub_network(no_inception_cache, monkeypatch) -> None:
-    import hashlib
+def test_inception_download_goes_through_the_manifest_check(no_inception_cache, monkeypatch) -> None:
+    from ddsutils.core import weights as W
 
+    monkeypatch.delenv("DDS_OFFLINE", raising=False)
+    cache = no_inception_cache / "weights"
+    _manifest_pinning(no_inception_cache, monkeypatch, STAND_IN)
+    asked = _serve(monkeypatch, b"a corrupted download")
+    with pytest.raises(W.ChecksumError, match="wrong sha256"):
+        M.inception_weights_path()
+    assert asked == [M.INCEPTION_URL]
+    assert not cache.exists() or not any(cache.iterdir())  # nothing half-written is left in the cache
+    _serve(monkeypatch, STAND_IN)
+    path = M.inception_weights_path()
+    assert path == cache / M.INCEPTION_FILENAME and path.read_bytes() == STAND_IN
+    assert not [p for p in cache.iterdir() if p.name.endswith(".part")]
+
+
+def test_inception_torch_hub_copy_is_verified_into_the_cache(no_inception_cache, monkeypatch) -> None:
+    """torch-fidelity's own copy (torch.hub's checkpoints folder) is used offline, through the manifest's check."""
+    from ddsutils.core import weights as W
+
+    monkeypatch.setenv("DDS_OFFLINE", "1")
+    _manifest_pinning(no_inception_cache, monkeypatch, STAND_IN)
+    hub = no_inception_cache / "hub" / "checkpoints" / M.INCEPTION_FILENAME
+    hub.parent.mkdir(parents=True)
+    hub.write_bytes(b"a different file")
+    with pytest.raises(W.ChecksumError, match="wrong sha256"):
+        M.inception_weights_path()
+    assert not (no_inception_cache / "weights" / M.INCEPTION_FILENAME).exists()
+    hub.write_bytes(STAND_IN)
+    path = M.inception_weights_path()
+    assert path == no_inception_cache / "weights" / M.INCEPTION_FILENAME and path.read_bytes() == STAND_IN
+
+
+def test_inception_features_plumbing_with_a_stub_network(no_inception_cache, monkeypatch) -> None:
     from ddsutils.core import weights as W
 
     seen: list[torch.Tensor] = []
@@ -523,8 +605,8 @@ def test_inception_features_plumbing_with_a_stub_network(no_inception_cache, mon
     # a cached file whose sha256 prefix matches is found without any network access
     cached = no_inception_cache / "weights" / M.INCEPTION_FILENAME
     cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"stand-in weights")
-    monkeypatch.setattr(M, "INCEPTION_SHA256_PREFIX", hashlib.sha256(b"stand-in weights").hexdigest()[:8])
+    cached.write_bytes(STAND_IN)
+    _manifest_pinning(no_inception_cache, monkeypatch, STAND_IN)
     assert M.inception_weights_path() == cached
     img = torch.tensor([-1.0, 0.0, 1.0, 0.5]).reshape(1, 1, 2, 2).expand(3, 3, 2, 2).clone()
     f = M.inception_features(img, batch_size=2)

@@ -1,72 +1,38 @@
-"""Image-quality and distribution metrics: SSIM, PSNR, LPIPS (optionally masked), KID, FID and the
-Fréchet distance on VGG-16 features.
+"""Image-quality and distribution metrics: SSIM, PSNR, LPIPS (optionally masked), KID, FID and the Fréchet
+distance on VGG-16 features.
 
-Per-image metrics (the DDS paper, §5: SSIM and PSNR; LPIPS from :mod:`ddsutils.perceptual`) compare an
-image with its reference and return one number per image, ``[N]``:
+Per-image metrics (the DDS paper, §5) compare an image with its reference and return ``[N]``:
 
-- :func:`ssim` / :func:`ssim_map`: SSIM with a Gaussian window computed like the ``pytorch-ssim`` package
-  (Po-Hsun-Su) that the paper cites: a normalised 1-D Gaussian (``window_size`` taps, ``sigma``), its outer
-  product as a 2-D window, a per-channel (grouped) convolution with zero padding ``window_size // 2``, images
-  scaled to [0, 1] and the paper's constants ``c1 = 1e-4``, ``c2 = 9e-4`` (``(0.01 * 1)^2``, ``(0.03 * 1)^2``).
-  The per-image value is the mean of the SSIM map over channels and pixels.
-- :func:`psnr`: ``10 log10(R^2 / MSE)`` with images scaled to [0, 1], so ``R = 1`` is the peak of the data
-  range (``R = 2`` on [-1, 1] or ``R = 255`` on uint8 give the same number).
-- :func:`lpips_distance`: LPIPS (AlexNet by default) through :mod:`ddsutils.perceptual`.
+- :func:`ssim` / :func:`ssim_map`: SSIM as the ``pytorch-ssim`` package the paper cites computes it (normalised
+  Gaussian window, 11 taps, σ = 1.5, grouped convolution with zero padding, images scaled to [0, 1],
+  ``c1 = 1e-4``, ``c2 = 9e-4``); the value is the mean of the map. :func:`psnr`: ``10 log10(1 / MSE)`` on [0, 1].
+- :func:`lpips_distance`: LPIPS (AlexNet by default) through :mod:`ddsutils.core.backbones`.
 
-Every per-image metric takes ``mask=`` (``[N, 1, H, W]`` in {0, 1}) and ``region=``: ``"inside"`` scores only
-the pixels where the mask is 1, ``"outside"`` those where it is 0 (the metric uses ``1 - mask``).
-:func:`masked_mean` is the shared reduction (a weighted mean over the mask); :func:`score_images` runs
-several metrics over the full image and the inside / outside of a mask in one call.
+Each takes ``mask=`` (``[N, 1, H, W]`` in {0, 1}) and ``region="inside"`` / ``"outside"`` (:func:`masked_mean`);
+:func:`score_images` runs several metrics over the full image and the inside / outside of a mask in one call.
 
-Input convention: images are float ``[N, C, H, W]`` in [-1, 1] (the project's convention; ``data_range``
-names another one, e.g. ``(0, 1)`` or ``255``). Values outside the range raise ``ValueError`` (clamp
-generator outputs first), as do shape mismatches, non-finite values, masks outside [0, 1] and empty masks.
+Distribution metrics compare two image sets through features: :func:`frechet_distance` (the Fréchet distance of
+Gaussians fitted to each set, float64, symmetric eigendecompositions only, exact in sample space when N < D),
+:func:`kid` (unbiased MMD², cubic polynomial kernel, seeded subsets), :func:`inception_features` /
+:func:`inception_fid` (FID proper: torch-fidelity's Inception-v3 pool3, an optional dependency; its weights are
+the manifest entry :data:`INCEPTION_WEIGHTS`, and offline a ``WeightsUnavailableError`` names the file, the fix
+and the fallback) and :func:`vgg_features` / :func:`frechet_vgg` (ImageNet VGG-16 relu4_3 and relu5_3,
+average-pooled, D = 1024). Label the latter :data:`FRECHET_VGG_LABEL`, never FID (:data:`FID_LABEL`); both are
+biased by N, so compare numbers of the same N, resolution and ``resize``.
 
-Distribution metrics compare two sets of images through features:
-
-- :func:`frechet_distance` fits a Gaussian (mean and covariance) to each of two feature sets and returns the
-  Fréchet (2-Wasserstein) distance between the two Gaussians,
-
-      d^2 = ||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2),
-
-  computed in float64. The matrix square root uses symmetric eigendecompositions only: ``S_a^1/2`` from
-  ``eigh(S_a)``, then the trace term as the sum of the square roots of the (clipped at zero) eigenvalues of
-  the symmetric PSD matrix ``S_a^1/2 S_b S_a^1/2``. That is exactly ``tr((S_a S_b)^1/2)`` (the two matrices
-  are similar), needs no complex arithmetic (unlike a general ``sqrtm``) and stays stable for singular,
-  rank-deficient covariances. With fewer samples than dimensions :func:`frechet_distance` computes the same
-  trace exactly in sample space (the nuclear norm of the centred cross-Gram matrix), which is much cheaper.
-- :func:`kid`: the Kernel Inception Distance of Bińkowski et al. (2018), the unbiased MMD^2 estimate with
-  the cubic polynomial kernel ``k(x, y) = (x.y / D + 1)^3``, averaged over random subsets (seeded).
-- :func:`inception_features` / :func:`inception_fid`: FID proper (Inception-v3 pool3, 2048 features, the
-  TF-compatible network of the ``torch-fidelity`` package, an optional dependency imported lazily). The
-  weights file (:data:`INCEPTION_FILENAME`, 91 MB) is looked up in the weights cache and torch.hub's
-  checkpoint folder and downloaded with short timeouts only when allowed; offline (``DDS_OFFLINE=1``) or
-  without a route it raises :class:`ddsutils.weights.WeightsUnavailableError` at once, naming the file,
-  where to put it, and the fallback :func:`frechet_vgg`.
-- :func:`vgg_features` embeds images with the real ImageNet VGG-16 of :mod:`ddsutils.perceptual` (weights
-  through :func:`ddsutils.weights.resolve`): the ``relu4_3`` and ``relu5_3`` activations, each global-average
-  pooled over space, concatenated into ``D = 1024`` features per image. :func:`frechet_vgg` chains the two.
-
-Naming: the number :func:`frechet_vgg` returns is the **"Fréchet distance on VGG-16 features"**
-(:data:`FRECHET_VGG_LABEL`). It is *not* FID (which uses Inception-v3 pool3 features at 299 px,
-:func:`inception_fid`, :data:`FID_LABEL`); never report it as FID and never compare it with published FIDs.
-Like FID it is biased by the sample size: compare numbers computed with the same number of images, the same
-resolution and the same ``resize``.
+Inputs are float ``[N, C, H, W]`` in [-1, 1] (``data_range`` names another range); values outside it, shape
+mismatches, non-finite values, masks outside [0, 1] and empty masks raise ``ValueError``.
 
 Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/05_metrics.ipynb
 """
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
 import os
 import socket
-import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +58,7 @@ __all__ = [
     "score_images",
     "kid",
     "FID_LABEL",
+    "INCEPTION_WEIGHTS",
     "INCEPTION_FILENAME",
     "INCEPTION_URL",
     "inception_weights_path",
@@ -772,56 +739,39 @@ def kid(
 
 
 # ----------------------------------------------------------------------------------------------------
-# FID through torch-fidelity's Inception-v3 (optional dependency, weights never fetched silently)
+# FID through torch-fidelity's Inception-v3 (optional dependency; weights through the weights manifest)
 # ----------------------------------------------------------------------------------------------------
 #: How to label :func:`inception_fid` (Inception-v3 pool3 features, 2048-d, the TF-FID network).
 FID_LABEL = "FID (Inception-v3 pool3, torch-fidelity)"
-#: torch-fidelity's TF-compatible Inception-v3 weights (converted from TensorFlow's 2015-12-05 graph,
-#: Apache-2.0); the name carries the first 8 hex digits of its sha256 (torch.hub convention).
+#: The weights manifest entry (``weights/manifest.json``) of torch-fidelity's TF-compatible Inception-v3 weights
+#: (converted from TensorFlow's 2015-12-05 graph, Apache-2.0), resolved by :func:`ddsutils.weights.resolve`.
+INCEPTION_WEIGHTS = "inception-v3-fid"
+#: The entry's file name and URL; the name carries the first 8 hex digits of its sha256 (torch.hub convention).
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_FILENAME
-INCEPTION_SHA256_PREFIX = "6726825d"
-#: Seconds allowed to reach the download host (name lookup + TCP connect) and between received chunks.
+#: Seconds allowed to reach the download host (name lookup + TCP connect) before a download is tried.
 INCEPTION_TIMEOUT_S = 10.0
 _FIDELITY_PIN = "torch-fidelity==0.4.0"
-_digests: dict[tuple[str, int, int], str] = {}
 
 
-def _inception_candidates() -> list[Path]:
-    from . import paths
-
-    out = [paths.weights_dir() / INCEPTION_FILENAME]
+def _torch_hub_copy() -> Path | None:
+    """torch-fidelity's own cached copy (torch.hub's checkpoints folder), if there is one."""
     try:
-        out.append(Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILENAME)
+        p = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILENAME
     except Exception:  # pragma: no cover - torch.hub without a home folder
-        pass
-    return out
+        return None
+    return p if p.is_file() else None
 
 
-def _inception_unavailable(reason: str) -> Exception:
-    from . import paths
+def _inception_unavailable(message: str) -> Exception:
+    """``message`` plus where the file comes from and the fallback, as a ``WeightsUnavailableError``."""
     from . import weights as W
 
-    looked = ", ".join(str(p) for p in _inception_candidates())
     return W.WeightsUnavailableError(
-        f"Inception-v3 weights for FID are not available: file {INCEPTION_FILENAME!r} (sha256 prefix "
-        f"{INCEPTION_SHA256_PREFIX}) was not found (looked for: {looked}). {reason} Fix: download {INCEPTION_URL} "
-        f"on a machine with network access and put it at {paths.weights_dir() / INCEPTION_FILENAME} "
-        f"($DDS_WEIGHTS_DIR overrides the folder), or pass weights_path=. Fallback without it: "
-        f"ddsutils.metrics.frechet_vgg, reported as {FRECHET_VGG_LABEL!r} (not FID)."
+        f"{message} The file: {INCEPTION_URL} (manifest entry {INCEPTION_WEIGHTS!r}; a copy in torch.hub's "
+        f"checkpoints folder is used too). Fallback without it: ddsutils.metrics.frechet_vgg, reported as "
+        f"{FRECHET_VGG_LABEL!r} (not FID)."
     )
-
-
-def _sha256_ok(path: Path) -> bool:
-    st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    if key not in _digests:  # hash a 91 MB file once per process (and again only if it changes)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        _digests[key] = h.hexdigest()
-    return _digests[key].startswith(INCEPTION_SHA256_PREFIX)
 
 
 def _reachable(url: str, timeout: float) -> str | None:
@@ -845,76 +795,54 @@ def _reachable(url: str, timeout: float) -> str | None:
     return result[0]
 
 
-def _download_inception(dest: Path, timeout: float) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        req = urllib.request.Request(INCEPTION_URL, headers={"User-Agent": "ddsutils-metrics/1"})
-        h = hashlib.sha256()
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, "wb") as f:
-            while chunk := resp.read(1 << 20):
-                f.write(chunk)
-                h.update(chunk)
-        if not h.hexdigest().startswith(INCEPTION_SHA256_PREFIX):
-            raise _inception_unavailable(
-                f"The download from {INCEPTION_URL} has sha256 {h.hexdigest()}, not the expected prefix; nothing "
-                "was written to the cache."
-            )
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def inception_weights_path(*, fetch: bool = True, timeout: float | None = None) -> Path:
-    """Path of the verified Inception-v3 FID weights, downloading them first only if allowed.
+    """Path of the verified Inception-v3 FID weights (manifest entry :data:`INCEPTION_WEIGHTS`).
 
-    Looks for :data:`INCEPTION_FILENAME` in the weights cache (``ddsutils.paths.weights_dir()``,
-    ``$DDS_WEIGHTS_DIR``) and in torch.hub's checkpoint folder (where torch-fidelity itself caches it) and
-    checks its sha256 prefix. When missing and downloads are allowed (``fetch=True`` and no ``DDS_OFFLINE=1``),
-    the host is probed first (``timeout`` seconds for name lookup and connect, in a daemon thread), then the
-    file is streamed into the cache (``timeout`` per read) and verified before it is moved into place.
+    In order: the weights cache (:func:`ddsutils.weights.resolve`, sha256-prefix checked); torch-fidelity's
+    copy in torch.hub's checkpoints folder, copied into the cache through the same check
+    (:func:`ddsutils.weights.fetch` with ``src=``); a download by :func:`ddsutils.weights.fetch` (verified before it
+    is moved into place) when allowed (``fetch=True``, no ``DDS_OFFLINE=1``) and the host answers within
+    ``timeout`` seconds (probed in a daemon thread, so a stuck name lookup cannot hang the call).
 
     Args:
         fetch: allow a download (ignored when ``DDS_OFFLINE=1``: no network is touched at all).
-        timeout: seconds for the reachability probe and for each network read (``None``:
-            :data:`INCEPTION_TIMEOUT_S`, read at call time).
+        timeout: seconds for the reachability probe (``None``: :data:`INCEPTION_TIMEOUT_S`, read at call time).
 
     Returns:
-        Path of the file.
+        Path of the file in the weights cache.
 
     Raises:
-        ddsutils.weights.WeightsUnavailableError: missing and not downloadable (offline, ``fetch=False``, no
-            route, bad download); the message names the file, where to put it and the :func:`frechet_vgg`
-            fallback. Offline it is raised without any network access, in well under a second.
+        ddsutils.weights.WeightsUnavailableError: missing and not downloadable (offline, ``fetch=False``, host
+            unreachable, download failed); the message names the file, where it was looked for, the fix
+            (``python -m ddsutils.weights fetch inception-v3-fid``) and the :func:`frechet_vgg` fallback. Offline
+            it is raised without any network access, in well under a second.
+        ddsutils.weights.ChecksumError: a cached, torch.hub or downloaded file has the wrong sha256.
 
     Used in: notebooks/05_metrics.ipynb
     """
     from . import weights as W
 
-    for p in _inception_candidates():
-        if p.is_file():
-            if _sha256_ok(p):
-                return p
-            raise W.ChecksumError(f"{p} does not have the sha256 prefix {INCEPTION_SHA256_PREFIX}: delete it and retry")
-    if W.is_offline():
-        raise _inception_unavailable("Offline mode is on (DDS_OFFLINE=1), so no download was attempted.")
-    if not fetch:
-        raise _inception_unavailable("Downloading was not allowed (fetch=False).")
+    try:
+        return W.resolve(INCEPTION_WEIGHTS, fetch=False)
+    except W.WeightsUnavailableError as exc:
+        missing = exc
+    hub = _torch_hub_copy()
+    if hub is not None:
+        return W.fetch(INCEPTION_WEIGHTS, src=hub, progress=False)
+    if W.is_offline() or not fetch:
+        raise _inception_unavailable(str(missing)) from None
     timeout = INCEPTION_TIMEOUT_S if timeout is None else float(timeout)
     why = _reachable(INCEPTION_URL, timeout)
     if why is not None:
-        raise _inception_unavailable(f"The download host is unreachable ({why}).")
-    dest = _inception_candidates()[0]
+        raise _inception_unavailable(
+            f"Inception-v3 weights for FID are not available: {INCEPTION_FILENAME!r} is not in the weights cache "
+            f"and the download host is unreachable ({why}). Fix: run `python -m ddsutils.weights fetch "
+            f"{INCEPTION_WEIGHTS}` with network access, or download the file elsewhere and run `python -m "
+            f"ddsutils.weights fetch {INCEPTION_WEIGHTS} --from PATH`.") from None
     try:
-        _download_inception(dest, timeout)
-    except (OSError, urllib.error.URLError) as exc:
-        if isinstance(exc, W.WeightsError):
-            raise
-        raise _inception_unavailable(f"The download from {INCEPTION_URL} failed ({type(exc).__name__}: {exc}).") from exc
-    return dest
+        return W.fetch(INCEPTION_WEIGHTS)
+    except W.WeightsUnavailableError as exc:  # every route failed (a wrong download is a ChecksumError)
+        raise _inception_unavailable(str(exc)) from exc
 
 
 @functools.lru_cache(maxsize=2)
@@ -981,7 +909,7 @@ def inception_features(
     else:
         path = Path(weights_path)
         if not path.is_file():
-            raise _inception_unavailable(f"weights_path={str(path)!r} is not a file.")
+            raise _inception_unavailable(f"Inception-v3 weights for FID: weights_path={str(path)!r} is not a file.")
     dev = torch.device(device)
     net = _inception(str(path), str(dev))
     out = []
