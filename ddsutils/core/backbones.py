@@ -69,7 +69,7 @@ LPIPS_SCALE = (0.458, 0.448, 0.450)
 # ----------------------------------------------------------------------------------------------------
 # The registry
 # ----------------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class BackboneSpec:
     """One registered backbone (made by :func:`register_backbone`; the fields are its arguments).
 
