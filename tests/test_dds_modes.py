@@ -110,7 +110,7 @@ def test_paper_loss_is_zero_at_z_star(gens):
 
 
 def _d1_reference(G1, z, x2, y1, y2, slices, *, steps: int, n_mean_latent: int, noise):
-    """DDS_main.py loop D1 written from shared/research/anchors_repos.md §1.2–1.3 (not from ddsutils.dds).
+    """DDS_main.py loop D1 written from a description of the released code (not from ddsutils.dds).
 
     G1 is domain 1 (the only generator in the loop, DDS's target); x1 = G1(z*, ψ = 0.7) with its registered
     noise, clamped; x2 the domain-2 image; y1, y2 the domain masks. Returns (loss at step 0, latent after

@@ -222,8 +222,24 @@ def test_to_json_replaces_nan():
 
 def test_format_scores_one_line_per_method():
     text = scoring.format_scores({"paste": {"inside_source": 0.5, "relative_inside": 1.0, "outside_target": 0.9,
-                                            "outside_lpips": 0.01},
+                                            "outside_lpips": 0.01, "outside_l1": 0.0},
                                   "render-composite": {"inside_source": 0.95, "outside_target": 0.99}})
     lines = text.splitlines()
-    assert lines[2] == "| paste | 0.500 | 1.00 | 0.900 | 0.010 |"
-    assert lines[3] == "| render-composite | 0.950 | – | 0.990 | – |"
+    assert lines[2] == "| paste | 0.500 | 1.00 | 0.900 | 0.010 | 0.000 |"
+    assert lines[3] == "| render-composite | 0.950 | – | 0.990 | – | – |"
+
+
+def test_outside_l1_leaves_out_a_margin_around_the_masks():
+    x_t = torch.zeros(2, 3, 20, 20)
+    y = torch.zeros(2, 1, 20, 20)
+    y[:, :, 8:12, 8:12] = 1
+    img = x_t.clone()
+    img[:, :, 6:14, 6:14] = 1.0  # changed inside the masks and up to 2 px around them
+    assert scoring.outside_l1(img, x_t, y, y, margin=2).tolist() == [0.0, 0.0]
+    near = scoring.outside_l1(img, x_t, y, y, margin=1)  # the ring at distance 2 now counts
+    assert torch.all(near > 0)
+    assert torch.equal(scoring.outside_l1(img, x_t, y, y), near)  # default margin: 20 // 20 = 1 px
+    img[1, :, 0, 0] = -1.0  # one far pixel of image 1 differs by 1
+    far = (20 * 20 - 8 * 8)
+    assert scoring.outside_l1(img, x_t, y, y, margin=2)[1].item() == pytest.approx(1 / far)
+    assert torch.isnan(scoring.outside_l1(img, x_t, torch.ones_like(y), y)).all()  # nothing far from the masks

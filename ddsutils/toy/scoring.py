@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "oracle_pair", "score_cell", "render_composite_ceiling",
-           "evaluate", "format_scores", "format_table", "to_json"]
+__all__ = ["DEFAULT_PAIRS", "regions", "style_fractions", "outside_l1", "oracle_pair", "score_cell",
+           "render_composite_ceiling", "evaluate", "format_scores", "format_table", "to_json"]
 
 #: Source → target pairs of the toy zoo scored by ``dds evaluate``.
 DEFAULT_PAIRS: tuple[tuple[str, str], ...] = (
@@ -115,6 +116,26 @@ def render_composite_ceiling(source: str, target: str, mask: str, *, n: int = 64
     return {k: _nanmean(v) for k, v in fr.items()}
 
 
+def outside_l1(img: Tensor, x_t: Tensor, y_s: Tensor, y_t: Tensor, *, margin: int | None = None) -> Tensor:
+    """Identity away from the parts: mean ``|img − x_t|`` over the pixels farther than ``margin`` from both masks.
+
+    Args:
+        img, x_t: ``[N, 3, H, W]`` in [-1, 1]; y_s, y_t: ``[N, 1, H, W]`` in {0, 1}.
+        margin: pixels around the masks left out (where a method may blend the part in); default ``H // 20``.
+
+    Returns:
+        ``[N]`` float (0: the face away from the part is kept exactly; NaN when no pixel is that far).
+    """
+    margin = max(1, img.shape[-1] // 20) if margin is None else margin
+    near = torch.maximum(y_s, y_t).float()
+    if margin:
+        near = F.max_pool2d(near, 2 * margin + 1, stride=1, padding=margin)
+    far = 1 - near
+    den = far.flatten(1).sum(1)
+    num = ((img - x_t).abs().mean(1, keepdim=True) * far).flatten(1).sum(1)
+    return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(den, float("nan")))
+
+
 def _outside_lpips(img: Tensor, x_t: Tensor, y_s: Tensor, y_t: Tensor, lpips_fn: Callable | None) -> float:
     # identity outside the parts: LPIPS-alex between the result and x_t over 1 − max(y_s, y_t)
     if lpips_fn is None:
@@ -158,8 +179,9 @@ def score_cell(images: Mapping[str, Tensor], *, x_t: Tensor, y_s: Tensor, y_t: T
         lpips_fn: ``lpips_fn(a, b, mask=, region=) -> [N]`` (default :func:`ddsutils.metrics.lpips_distance`).
 
     Returns:
-        ``{method: {"inside_source", "relative_inside", "outside_target", "outside_lpips"}}`` (means over
-        images; ``relative_inside`` is NaN without a paste or when the paste scores 0).
+        ``{method: {"inside_source", "relative_inside", "outside_target", "outside_lpips", "outside_l1"}}``
+        (means over images; ``relative_inside`` is NaN without a paste or when the paste scores 0;
+        ``outside_l1``: :func:`outside_l1`).
     """
     from . import judges, toyworld
 
@@ -173,7 +195,8 @@ def score_cell(images: Mapping[str, Tensor], *, x_t: Tensor, y_s: Tensor, y_t: T
         fr = style_fractions(judges.predict_styles(domain, img), inside, outside, **kw)
         out[method] = {"inside_source": _nanmean(fr["inside_source"]),
                        "outside_target": _nanmean(fr["outside_target"]),
-                       "outside_lpips": _outside_lpips(img, x_t, y_s, y_t, lpips_fn)}
+                       "outside_lpips": _outside_lpips(img, x_t, y_s, y_t, lpips_fn),
+                       "outside_l1": _nanmean(outside_l1(img, x_t, y_s, y_t))}
     paste = out.get("paste", {}).get("inside_source", float("nan"))
     for row in out.values():
         row["relative_inside"] = row["inside_source"] / paste if paste > 0 else float("nan")
@@ -203,7 +226,10 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
     - ``inside_source``: fraction of ``y_s`` pixels the domain judge assigns to the source style;
     - ``relative_inside``: ``inside_source`` ÷ the paste's (≥ 1: as much source style as the paste);
     - ``outside_target``: fraction of pixels outside both masks assigned to the target style;
-    - ``outside_lpips``: LPIPS-alex between the image and ``x_t`` over that outside region (identity kept: 0);
+    - ``outside_lpips``: LPIPS-alex between the image and ``x_t`` over that outside region (identity kept: 0;
+      its deep layers also see the part, so a method that changes the part scores above 0);
+    - ``outside_l1``: mean absolute difference to ``x_t`` over the pixels farther than ``H // 20`` from both masks
+      (:func:`outside_l1`; a method that changes the face away from the part scores high);
     - ``frechet_vgg``: Fréchet distance on VGG-16 features (not FID) of the ``n`` images to ``fd_n`` renders of
       the target style; ``floor``: ``n`` other renders against them; ``target_samples``: the images ``x_t``.
 
@@ -303,7 +329,8 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
                 paste_inside = scores["paste"]["inside_source"]
                 cell.append({"source": src, "target": tgt, "mask": m, "method": "render-composite", **ceiling,
                              "relative_inside": ceiling["inside_source"] / paste_inside if paste_inside > 0
-                             else float("nan"), "outside_lpips": float("nan"), "frechet_vgg": float("nan"),
+                             else float("nan"), "outside_lpips": float("nan"), "outside_l1": float("nan"),
+                             "frechet_vgg": float("nan"),
                              "floor": floors.get(tgt, float("nan")), "target_samples": target_fd, "seconds": 0.0})
             rows.extend(cell)
     config = {"pairs": [list(p) for p in pairs], "masks": list(masks), "modes": modes, "n": n,
@@ -319,11 +346,13 @@ def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:
     def f(x: Any, fmt: str) -> str:
         return "–" if x is None or x != x else format(x, fmt)
 
-    lines = ["| method | in-mask source style | ÷ paste | outside target style | outside LPIPS to x_t |",
-             "|---|---:|---:|---:|---:|"]
+    lines = ["| method | in-mask source style | ÷ paste | outside target style | outside LPIPS to x_t "
+             "| L1 to x_t away from the parts |",
+             "|---|---:|---:|---:|---:|---:|"]
     for method, r in scores.items():
         lines.append(f"| {method} | {f(r.get('inside_source'), '.3f')} | {f(r.get('relative_inside'), '.2f')} "
-                     f"| {f(r.get('outside_target'), '.3f')} | {f(r.get('outside_lpips'), '.3f')} |")
+                     f"| {f(r.get('outside_target'), '.3f')} | {f(r.get('outside_lpips'), '.3f')} "
+                     f"| {f(r.get('outside_l1'), '.3f')} |")
     return "\n".join(lines)
 
 
@@ -432,8 +461,8 @@ def _resolve_weights(modes: Sequence[str], okw: Mapping[str, Any], *, fd_n: int,
 def format_table(result: Mapping[str, Any]) -> str:
     """Markdown table of :func:`evaluate` rows (one line per pair × mask × method)."""
     head = ("| source → target | mask | method | in-mask source style (÷ paste) | outside target style "
-            "| outside LPIPS to x_t | Fréchet VGG to target renders (floor / x_t) | s |")
-    lines = [head, "|" + "---|" * 8]
+            "| outside LPIPS to x_t | L1 away from the parts | Fréchet VGG to target renders (floor / x_t) | s |")
+    lines = [head, "|" + "---|" * 9]
 
     def f(x: Any, fmt: str) -> str:
         return "–" if x is None or x != x else format(x, fmt)
@@ -441,7 +470,7 @@ def format_table(result: Mapping[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['source']} → {r['target']} | {r['mask']} | {r['method']} | {f(r['inside_source'], '.3f')} "
                      f"({f(r['relative_inside'], '.2f')}) | {f(r['outside_target'], '.3f')} "
-                     f"| {f(r['outside_lpips'], '.3f')} | {f(r['frechet_vgg'], '.1f')} ({f(r['floor'], '.1f')} / "
+                     f"| {f(r['outside_lpips'], '.3f')} | {f(r.get('outside_l1'), '.3f')} | {f(r['frechet_vgg'], '.1f')} ({f(r['floor'], '.1f')} / "
                      f"{f(r['target_samples'], '.1f')}) | {r['seconds']:.0f} |")
     return "\n".join(lines)
 
