@@ -18,7 +18,7 @@ from . import judges
 from .segeval import train_from_oracle
 from .toyworld import MASKS
 
-__all__ = ["masks_for"]
+__all__ = ["masks_for", "parser_masks"]
 
 
 def masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, segmenter_path: str | None = None,
@@ -69,3 +69,21 @@ def masks_for(G_s: Generator, G_t: Generator, z: torch.Tensor, *, mask: str, seg
 
     y_s, y_t = masks(G_s, truncation[0]), masks(G_t, truncation[1])
     return y_s.float(), y_t.float(), info
+
+
+def parser_masks(mask: str, *, parser: Any = None) -> Any:
+    """A :data:`ddsutils.core.photo.MaskFn` from the toy world's judge parser (an oracle): the part ``mask``
+    (``"eyes_nose_mouth"`` or ``"hair"``) of each image, read from the image itself.
+
+    Raises:
+        UserError: ``mask`` is not a toy-world mask (checked now, before any work).
+    """
+    from .toyworld import part_mask
+
+    cli.choice(mask, "mask", MASKS, what="toy-world mask")
+    parser = parser if parser is not None else judges.load_judge("judge-parser-64")
+
+    def masks(G: Generator, w_plus: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        return part_mask(judges.predict_parts(parser, image.clamp(-1, 1)), mask).to(image.device)
+
+    return masks
