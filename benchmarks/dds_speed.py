@@ -79,7 +79,8 @@ def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_ste
             "device": str(dev), "steps_timed": steps, "wall_s": round(wall, 2),
             "s_per_image_iter": None if mode == "blend" else round(per_iter, 4),
             "s_per_image_full_run": round(per_image, 4 if mode == "blend" else 1),
-            "full_steps": 0 if mode == "blend" else full_steps, "peak_mib": round(peak, 1), "threads": torch.get_num_threads(),
+            "full_steps": 0 if mode == "blend" else full_steps, "peak_mib": round(peak, 1),
+            "threads": torch.get_num_threads(),
             "torch": torch.__version__}
 
 

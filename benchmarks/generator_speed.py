@@ -81,7 +81,8 @@ def main() -> None:
     for name in a.configs:
         for batch in CONFIGS[name][1]:
             out = subprocess.run([sys.executable, __file__, "--device", a.device, "--repeats", str(a.repeats),
-                                  "--threads", str(a.threads), "--_child", name, str(batch)], capture_output=True, text=True, check=True)
+                                  "--threads", str(a.threads), "--_child", name, str(batch)],
+                                 capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     hdr = f"{'config':<16}{'batch':>6}{'device':>8}{'fwd ms/img':>12}{'fwd+bwd ms/img':>16}{'peak MiB':>10}{'+MiB':>8}"
     print(f"# generator_speed on {platform.machine()}, {os.cpu_count()} CPUs, torch threads {rows[0]['threads']}, "

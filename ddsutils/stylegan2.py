@@ -1,4 +1,5 @@
-"""``python -m ddsutils.stylegan2 info|convert``: the StyleGAN2 generator and checkpoint tools; the code is :mod:`ddsutils.core.stylegan2`.
+"""``python -m ddsutils.stylegan2 info|convert``: the StyleGAN2 generator and checkpoint tools;
+the code is :mod:`ddsutils.core.stylegan2`.
 
 ``from ddsutils import stylegan2`` gives the same public names as :mod:`ddsutils.core.stylegan2`.
 """

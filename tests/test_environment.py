@@ -44,7 +44,8 @@ def test_environment_yml_follows_pyproject_and_constraints():
     pinned = _pins(pip)
     assert pinned, "environment.yml pins torch and friends"
     for name, version in pinned.items():
-        assert constraints.get(name) == version, f"{name}=={version} in environment.yml, constraints say {constraints.get(name)}"
+        assert constraints.get(name) == version, (f"{name}=={version} in environment.yml, "
+                                                  f"constraints say {constraints.get(name)}")
     for name in ("torch", "torchvision"):  # the pair that must match (see the constraints file's comment)
         assert name in pinned
     deps = {re.split(r"[<>=!\[ ;]", d)[0].lower() for d in py["project"]["dependencies"]}

@@ -204,7 +204,8 @@ def test_settings_and_generators_come_from_the_yaml_file(tmp_path):
     (lambda d: d["experiments"].update(num_step=3), r"unknown setting\(s\) \['num_step'\] \(did you mean num_steps"),
     (lambda d: d["experiments"].update(generators={"x": "y"}), "generators come from the profile's domains"),
     (lambda d: d["experiments"].update(n=1), r"experiments.n: 1: must be >= 2"),
-    (lambda d: d["experiments"].update(pairs=[["caricature", "cartoon"]]), "experiments.pairs: cartoon: unknown domain"),
+    (lambda d: d["experiments"].update(pairs=[["caricature", "cartoon"]]),
+     "experiments.pairs: cartoon: unknown domain"),
     (lambda d: d["domains"].clear(), "p.yaml: domains: .*must map domains to generator names"),
     (lambda d: d.update(experiment={}), "top-level keys must be"),
 ])

@@ -166,7 +166,8 @@ def test_oracle_label_truncation_zero_labels_the_mean_face(monkeypatch):
         mean_face = G(G.truncation_centre(), input_space="w").clamp(-1, 1)
         z, label, img = NB.oracle_label(G, "hair", seed=0, truncation=0.0)
         assert torch.allclose(img, mean_face, atol=1e-5) and label.shape == (1, 1, 32, 32) and label.sum() > 0
-        assert torch.allclose(G(z, truncation=0.0, truncation_latent=G.truncation_centre()).clamp(-1, 1), img, atol=1e-5)
+        assert torch.allclose(G(z, truncation=0.0, truncation_latent=G.truncation_centre()).clamp(-1, 1), img,
+                              atol=1e-5)
         _, _, untruncated = NB.oracle_label(G, "hair", seed=0)
         assert not torch.allclose(untruncated, mean_face, atol=1e-2)
     monkeypatch.setattr(judges, "predict_parts", lambda parser, img: torch.ones(img.shape[0], 32, 32, dtype=torch.long))

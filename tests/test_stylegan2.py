@@ -66,8 +66,8 @@ def _upfirdn_reference(x, k, up, down, pad):
     return out[::down, ::down]
 
 
-@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 2)), (2, 1, (0, 0)), (2, 1, (1, 2)),
-                                          (1, 2, (2, 2)), (2, 2, (2, 1))])
+@pytest.mark.parametrize("up,down,pad", [(1, 1, (1, 1)), (2, 1, (2, 1)), (1, 2, (1, 1)), (1, 1, (1, 2)),
+                                          (2, 1, (0, 0)), (2, 1, (1, 2)), (1, 2, (2, 2)), (2, 2, (2, 1))])
 def test_upfirdn2d_matches_definition(up, down, pad):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(5, 6, generator=g, dtype=torch.float64)

@@ -110,7 +110,10 @@ def test_losses_r1_and_ema():
     assert r1.item() >= 0 and torch.isfinite(r1)
     assert d_logistic_loss(pred, -pred).item() > 0 and g_nonsaturating_loss(pred).item() > 0
     G, g_ema = build_generator(arch), build_generator(arch)  # different random init
-    dist = lambda: sum((a - b).pow(2).sum() for a, b in zip(g_ema.parameters(), G.parameters())).item()
+
+    def dist() -> float:
+        return sum((a - b).pow(2).sum() for a, b in zip(g_ema.parameters(), G.parameters())).item()
+
     before = dist()
     ema_update(g_ema, G, 0.9)
     assert dist() == pytest.approx(before * 0.81, rel=1e-4)  # (decay)^2 of the squared distance

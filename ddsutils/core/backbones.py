@@ -570,7 +570,8 @@ def distance(img0: torch.Tensor, img1: torch.Tensor, *, net: str = "alex", versi
         ``[N]`` float32 distances (differentiable w.r.t. the inputs).
     """
     if img0.shape != img1.shape or img0.ndim != 4 or img0.shape[1] != 3:
-        raise ValueError(f"expected two [N, 3, H, W] batches of equal shape, got {tuple(img0.shape)} and {tuple(img1.shape)}")
+        raise ValueError(f"expected two [N, 3, H, W] batches of equal shape, "
+                         f"got {tuple(img0.shape)} and {tuple(img1.shape)}")
     model = _cached_lpips(net, version, str(img0.device))
     return model(img0.float(), img1.float()).reshape(img0.shape[0])
 

@@ -221,7 +221,8 @@ def choice(value: Any, name: str | None, choices: Iterable[Any], *, what: str = 
 
 
 def device(value: Any, name: str | None = "--device") -> Any:
-    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a ``torch.device``; CUDA must exist."""
+    """``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a ``torch.device``;
+    CUDA must exist."""
     import torch
 
     text = str(value).strip()

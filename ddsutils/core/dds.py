@@ -337,7 +337,8 @@ def _backbone_weight_files(backbone: Any, weights: Any = "imagenet") -> list[Pat
     return backbones.resolve_weights(backbone, weights) if isinstance(backbone, str) else []
 
 
-def _truncations(mode: str, ref_truncation: float | Sequence[float] | None, release_domain1: str) -> tuple[float, float]:
+def _truncations(mode: str, ref_truncation: float | Sequence[float] | None,
+                 release_domain1: str) -> tuple[float, float]:
     """``(ψ_s, ψ_t)`` of the references made from ``z_star``."""
     if ref_truncation is None:
         if mode != "release":

@@ -775,7 +775,8 @@ def _inception_unavailable(message: str) -> Exception:
 
 
 def _reachable(url: str, timeout: float) -> str | None:
-    """``None`` if a TCP connection to ``url``'s host opens within ``timeout`` s (name lookup included), else why not."""
+    """``None`` if a TCP connection to ``url``'s host opens within ``timeout`` s (name lookup included),
+    else why not."""
     parts = urllib.parse.urlsplit(url)
     host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
     result: list[str | None] = []

@@ -727,8 +727,9 @@ def train_segmenter(G: Generator, latents: Tensor, labels: Any, *, part: str = "
     if not (isinstance(class_balance, (int, float)) and 0 <= class_balance <= 1):
         raise SegmenterError(f"class_balance must be in [0, 1], got {class_balance}")
     try:
-        steps, step_size, stats_samples = (cli.positive_int(v, k) for k, v in
-                                           (("steps", steps), ("step_size", step_size), ("stats_samples", stats_samples)))
+        steps, step_size, stats_samples = (
+            cli.positive_int(v, k)
+            for k, v in (("steps", steps), ("step_size", step_size), ("stats_samples", stats_samples)))
         lr = cli.float_arg(lr, "lr", min=0, min_open=True)
         weight_decay = cli.float_arg(weight_decay, "weight_decay", min=0)
         gamma = cli.float_arg(gamma, "gamma", min=0, min_open=True)
@@ -1035,7 +1036,8 @@ def load_segmenter(path: str | os.PathLike, *, G: Generator | None = None,
     if obj.get("version") != _VERSION:
         raise SegmenterError(f"{path} has segmenter file version {obj.get('version')}, this code reads {_VERSION}")
     if "feature_stats" not in obj:
-        raise SegmenterError(f"{path}: no feature_stats entry (None or {{'mean', 'std'}}); write it with save_segmenter")
+        raise SegmenterError(f"{path}: no feature_stats entry (None or {{'mean', 'std'}}); "
+                             "write it with save_segmenter")
     try:
         meta, sd = dict(obj["meta"]), dict(obj["state_dict"])
         net = FewShotCNN(int(meta["in_ch"]), int(meta["n_class"]), str(meta["size"]))

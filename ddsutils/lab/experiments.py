@@ -289,7 +289,8 @@ class Context:
                 y_s, y_t = y_s.cpu(), y_t.cpu()
             else:
                 raise ValueError(f"mask_source must be 'parser' or 'segmenter', got {src!r}")
-            self._pairs[key] = dict(z=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, x_c=dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1))
+            self._pairs[key] = dict(z=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t,
+                                    x_c=dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1))
         return self._pairs[key]
 
     def _segmenter_path(self, mask: str) -> str:
@@ -420,7 +421,8 @@ class Context:
 
 def _finish(ctx: Context, name: str, rows: list[dict[str, Any]], claims: dict[str, Any], t0: float,
             images: Mapping[str, Tensor] | None = None) -> dict[str, Any]:
-    res = {"name": name, "profile": ctx.profile, "config": _clean(json.loads(json.dumps(ctx.cfg, default=_json_default))),
+    res = {"name": name, "profile": ctx.profile,
+           "config": _clean(json.loads(json.dumps(ctx.cfg, default=_json_default))),
            "rows": _clean(rows), "claims": _clean(claims), "wall_s": round(time.perf_counter() - t0, 2),
            "distance_label": "FID (Inception)" if ctx.cfg["fd"] == "inception" else
            "Fréchet distance on VGG-16 features (not FID); KID on the same features"}
@@ -479,7 +481,8 @@ def table1(profile: str | Context = "demo", *, progress: bool = True, **override
     return _finish(ctx, "table1", rows, claims, t0, images)
 
 
-def fid_during_optimisation(profile: str | Context = "demo", *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+def fid_during_optimisation(profile: str | Context = "demo", *, progress: bool = True,
+                            **overrides: Any) -> dict[str, Any]:
     """Fig. 7: set distance of the snapshots ``G_t(ẑ_i)`` to D_s and to D_t along the optimisation.
 
     Claim: the distance to D_t falls faster than the distance to D_s (relative drop from the first snapshot).
@@ -528,7 +531,8 @@ def loss_weight_sweep(profile: str | Context = "demo", *, progress: bool = True,
             r = ctx.dds(s, t, m, progress=progress, **kw)
             d = ctx.set_distance(r["image"], ctx.reference(t))
             vals.append(d["fd"])
-            rows.append({"experiment": f"{s}->{t}/{m}", "weight": w, "value": float(v), "fd_D_t": d["fd"], "kid_D_t": d["kid"]})
+            rows.append({"experiment": f"{s}->{t}/{m}", "weight": w, "value": float(v),
+                         "fd_D_t": d["fd"], "kid_D_t": d["kid"]})
         spread[w] = max(vals) - min(vals)
     claims = {"spread_fd_D_t": spread, "most_sensitive": max(spread, key=spread.get),
               "paper_says": "beta", "agrees": max(spread, key=spread.get) == "beta"}
@@ -557,7 +561,8 @@ def backbone_ablation(profile: str | Context = "demo", *, progress: bool = True,
             rows.append({"backbone": bb, "skipped": skipped[bb]})
             continue
         sc = ctx.score(r["image"], s, t, m)
-        rows.append({"backbone": bb, **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_s", "psnr_D_t")},
+        rows.append({"backbone": bb,
+                     **{k: sc[k] for k in ("fd_D_s", "fd_D_t", "ssim_D_s", "ssim_D_t", "psnr_D_s", "psnr_D_t")},
                      **{k: sc[k] for k in _JUDGED if k in sc},
                      "seconds": r["timings"]["total_s"]})
     return _finish(ctx, "backbone_ablation", rows, {"skipped": skipped}, t0)

@@ -470,7 +470,8 @@ def format_table(result: Mapping[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['source']} → {r['target']} | {r['mask']} | {r['method']} | {f(r['inside_source'], '.3f')} "
                      f"({f(r['relative_inside'], '.2f')}) | {f(r['outside_target'], '.3f')} "
-                     f"| {f(r['outside_lpips'], '.3f')} | {f(r.get('outside_l1'), '.3f')} | {f(r['frechet_vgg'], '.1f')} ({f(r['floor'], '.1f')} / "
+                     f"| {f(r['outside_lpips'], '.3f')} | {f(r.get('outside_l1'), '.3f')} "
+                     f"| {f(r['frechet_vgg'], '.1f')} ({f(r['floor'], '.1f')} / "
                      f"{f(r['target_samples'], '.1f')}) | {r['seconds']:.0f} |")
     return "\n".join(lines)
 

@@ -372,7 +372,8 @@ def main(argv: Sequence[str] | None = None, *, load_generator_fn: Callable[[str]
     e.add_argument("--generator", default="toy-natural-64", help="source generator (name or path)")
     e.add_argument("--targets", nargs="*", default=["toy-sketch-64", "toy-caricature-64"])
     e.add_argument("--judge", default="judge-parser-64")
-    e.add_argument("--masks", nargs="*", default=None, help=f"names in toyworld.MASKS (default all: {', '.join(MASKS)})")
+    e.add_argument("--masks", nargs="*", default=None,
+                   help=f"names in toyworld.MASKS (default all: {', '.join(MASKS)})")
     e.add_argument("--size", default="S", choices=sorted(FEWSHOT_SIZES))
     e.add_argument("--steps", type=pos, default=100)
     e.add_argument("--step-size", type=pos, default=50,

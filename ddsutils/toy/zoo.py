@@ -43,8 +43,8 @@ from ..core.paths import fig_dir, runs_dir
 from ..core.stylegan2 import load_generator
 from .train import PRESETS, build_generator, export_generator, resolve_arch, resolve_device, train_gan
 
-__all__ = ["FREEZE_TO_32PX", "ZOO_DEFAULTS", "per_target", "adapt_steps", "check_train_args", "train_zoo", "zoo_figures", "logged_seconds",
-           "zoo_manifest_entries", "main"]
+__all__ = ["FREEZE_TO_32PX", "ZOO_DEFAULTS", "per_target", "adapt_steps", "check_train_args", "train_zoo",
+           "zoo_figures", "logged_seconds", "zoo_manifest_entries", "main"]
 
 #: Layers every adaptation of the zoo holds at the source's values: the mapping network and the 4-32 px layers.
 FREEZE_TO_32PX = ("style", "input", "conv1", "to_rgb1",
@@ -211,8 +211,9 @@ def check_train_args(*, out: str | Path, figures: str | Path | None, runs: str |
     arch = build_generator(resolve_arch(preset))
     bad = sorted({b for f in freezes.values() for b in frozen_parameters(arch, f)[1]})
     if bad:  # likewise: adapt would refuse them after the natural training
-        raise UserError(f"freeze prefixes {bad} match no parameter of the {preset!r} generator (the default freeze names "
-                        "the toy64 layers); pass no names (CLI: --freeze alone) or its own prefixes",
+        raise UserError(f"freeze prefixes {bad} match no parameter of the {preset!r} generator "
+                        "(the default freeze names the toy64 layers); pass no names (CLI: --freeze alone) "
+                        "or its own prefixes",
                         argument=nm["freeze"], value=" ".join(bad))
     return freezes, adapt_steps(iters_adapt, targets)
 
@@ -276,7 +277,8 @@ def train_zoo(*, out: str | Path = "weights", figures: str | Path | None = None,
 
     say = (lambda m: cli.say(m, prog="ddsutils.zoo")) if progress else (lambda m: None)
     t = time.perf_counter()
-    say(f"training the natural generator: {iters_natural} iterations of batch {batch} (resumes from {runs / 'natural'})")
+    say(f"training the natural generator: {iters_natural} iterations of batch {batch} "
+        f"(resumes from {runs / 'natural'})")
     nat = train_gan(out_dir=runs / "natural", style="natural", preset=preset, batch=batch, iters=iters_natural,
                     r1=ZOO_DEFAULTS["r1"], ema_kimg=ZOO_DEFAULTS["ema_kimg"], ema_rampup=ZOO_DEFAULTS["ema_rampup"],
                     seed=seed, device=device, threads=threads, progress=progress)
@@ -386,7 +388,8 @@ def evaluate_zoo(*, generators: dict[str, Any] | None = None, n: int = 256, trun
             sty = judges.predict_styles(domain, img)
             face = lab != toyworld.PARTS.index("background")
             own = ((sty == toyworld.STYLES.index(style)) & face).sum().item() / max(face.sum().item(), 1)
-            found = {p: float(((lab == k).flatten(1).sum(1) >= FOUND_MIN_PIXELS).float().mean()) for p, k in parts.items()}
+            found = {p: float(((lab == k).flatten(1).sum(1) >= FOUND_MIN_PIXELS).float().mean())
+                     for p, k in parts.items()}
             row[style] = {"found": found, "own_style": own}
             bar.update()
         for style in gens:
@@ -422,7 +425,8 @@ def format_zoo_report(res: dict[str, Any]) -> str:
     """Markdown tables of :func:`evaluate_zoo`'s result."""
     lines = [f"toy zoo vs judges: n={res['n']} samples per generator (same z for all)", ""]
     for key, row in res["results"].items():
-        lines += [f"**{key}**", "", "| generator | eyes | nose | mouth | hair | own style | pairing eyes_nose_mouth | pairing hair |",
+        lines += [f"**{key}**", "",
+                  "| generator | eyes | nose | mouth | hair | own style | pairing eyes_nose_mouth | pairing hair |",
                   "|---|---|---|---|---|---|---|---|"]
         for style, r in row.items():
             f, p = r["found"], r.get("pairing", {})
@@ -467,7 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--batch", type=pos, default=ZOO_DEFAULTS["batch"], help="natural batch size")
     t.add_argument("--kl-wt", type=cli.argtype(cli.float_arg, min=0), default=ZOO_DEFAULTS["kl_wt"],
                    help="CDC loss weight of the adaptation")
-    t.add_argument("--adapt-lr", type=cli.argtype(cli.float_arg, min=0, min_open=True), default=ZOO_DEFAULTS["adapt_lr"],
+    t.add_argument("--adapt-lr", type=cli.argtype(cli.float_arg, min=0, min_open=True),
+                   default=ZOO_DEFAULTS["adapt_lr"],
                    help="adaptation learning rate")
     t.add_argument("--freeze", nargs="*", default=None,
                    help="generator parameter-name prefixes held at the source's values while adapting, for every "
