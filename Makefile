@@ -1,5 +1,5 @@
 # DDS lab — one venv (.venv) for everything; every target installs what it needs.
-#   make demo   the notebooks on the offline toy world     make test   the CPU test-suite + notebooks (what CI runs)
+#   make demo   the notebooks on the offline toy world     make test   lint + the CPU test-suite + notebooks (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -9,7 +9,7 @@ NBVAL_ARGS  ?=
 PROFILE     ?= demo
 PAPER_TIMEOUT ?= 6h
 
-.PHONY: lab venv test test-notebooks test-all test-gpu demo paper figures figures-commit strip strip-install weights verify-weights zoo bench clean help
+.PHONY: lab venv lint test test-notebooks test-all test-gpu demo paper figures figures-commit strip strip-install weights verify-weights zoo bench clean help
 
 help:
 	@echo "make demo            run the notebooks at the demo profile on CPU (runs/demo/, figures in runs/demo/figures/)"
@@ -17,7 +17,8 @@ help:
 	@echo "make paper           run the notebooks at the paper profile (GPU, 256 px public weights; runs/paper/)"
 	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) into runs/PROFILE/figures/"
 	@echo "make figures-commit  the same, but refresh the committed figures/ (maintainers, after make demo)"
-	@echo "make test            CPU test-suite (not gpu / browser / slow), then the notebooks at the ci profile (nbval)"
+	@echo "make lint            ruff check . (pyflakes, pycodestyle E/W, lines <= 120; notebooks too; see pyproject.toml)"
+	@echo "make test            lint, the CPU test-suite (not gpu / browser / slow), then the notebooks at the ci profile (nbval)"
 	@echo "make test-notebooks  only the notebooks at the ci profile (papermill-parameterised copies in build/ci, nbval)"
 	@echo "make strip           strip outputs from notebooks/*.ipynb (nbstripout; tags kept)"
 	@echo "make strip-install   install nbstripout as this clone's git filter (strips on git add)"
@@ -37,7 +38,11 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# ruff (pinned in requirements/constraints.txt); its settings are [tool.ruff] in pyproject.toml
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: $(STAMP) lint
 	MPLBACKEND=Agg $(PY) -m pytest -m "not gpu and not browser and not slow" $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory test-notebooks
 
