@@ -286,6 +286,115 @@ def _evaluate_cli(a: Any) -> int:
     return 0
 
 
+def _domain_generator(value: str) -> tuple[str, str | None]:
+    """``--domain`` / ``--other``: a toy style (``natural`` …) → its zoo generator; else a name or path as given.
+    Returns ``(generator, toy style or None)``."""
+    from .toy.zoo import ZOO_NAMES
+
+    if value in ZOO_NAMES:
+        return ZOO_NAMES[value], value
+    return value, {g: s for s, g in ZOO_NAMES.items()}.get(value)
+
+
+def _photo_cli(a: Any) -> int:
+    """``dds photo``: check every argument, load the photo (or render it), the generators and the mask source;
+    then, inside a run folder, invert, pair, blend, paste back and write the files."""
+    from .core import imageio as viz
+    from .core import photo as photolib
+    from .core.files import atomic_write_bytes, run_folder
+    from .core.segmenter import load_mask_png
+    from .core.stylegan2 import load_generator
+    from .toy.oracle import parser_masks
+    from .toy.toyworld import MASKS
+
+    prog = "ddsutils.dds photo"
+    out = cli.output_folder(a.out, "--out", overwrite=a.overwrite)
+    dev = cli.device(a.device, "--device")
+    sources = [f for f, v in (("--mask", a.mask), ("--mask-png", a.mask_png), ("--segmenter", a.segmenter)) if v]
+    if len(sources) != 1:
+        raise UserError("give exactly one mask source: --mask PART (toy-world parser), --mask-png FILE (a region "
+                        f"painted on the photo) or --segmenter FILE; got {' and '.join(sources) or 'none'}",
+                        argument="--mask")
+    g_photo, style = _domain_generator(a.domain)
+    g_other, other_style = _domain_generator(a.other)
+    if g_photo == g_other:
+        raise UserError("is the photo's own domain; name the other domain (e.g. --domain natural --other "
+                        "caricature)", argument="--other", value=a.other)
+    if a.render is not None and style is None:
+        raise UserError("--render draws a toy-world face, so --domain must be a toy style (natural, sketch, "
+                        "caricature); give --image for other generators", argument="--domain", value=a.domain)
+    if a.mask is not None:
+        cli.choice(a.mask, "--mask", MASKS, what="toy-world mask")
+    if a.mask_png is not None:
+        cli.existing_file(a.mask_png, "--mask-png", what="mask image")
+    if a.segmenter is not None:
+        cli.existing_file(a.segmenter, "--segmenter", what="segmenter file")
+    cli.say(f"loading the generators {g_photo} and {g_other}", prog=prog)
+    G_photo = cli.load("--domain", g_photo, lambda v: load_generator(v, device=dev))
+    G_other = cli.load("--other", g_other, lambda v: load_generator(v, device=dev))
+    if (G_other.size, G_other.style_dim) != (G_photo.size, G_photo.style_dim):
+        raise UserError(f"makes {G_other.size} px images from a {G_other.style_dim}-d latent but {g_photo} "
+                        f"{G_photo.size} px from {G_photo.style_dim}-d; the two domains need one latent space",
+                        argument="--other", value=a.other)
+    truth = None
+    if a.render is not None:  # a toy render plays the photo; the same identity in the other style is the truth
+        from .toy import toyworld as tw
+
+        ident = tw.sample_identities(1, seed=a.render)
+        image = tw.render(ident, style=style, size=G_photo.size)[0]
+        photo = photolib.load_photo(image, size=G_photo.size)
+        photo.source = f"toy render: identity seed {a.render}, style {style}"
+        if other_style is not None:
+            truth = tw.render(ident, style=other_style, size=G_photo.size)[0]
+    else:
+        photo = cli.load("--image", a.image, lambda v: photolib.load_photo(v, size=G_photo.size))
+    for note in photo.notes:
+        cli.say(f"{a.image}: {note}", prog=prog)
+    if a.mask is not None:
+        masks: Any = parser_masks(a.mask)
+    elif a.mask_png is not None:
+        masks = cli.load("--mask-png", a.mask_png, lambda p: load_mask_png(p, size=G_photo.size, resize=True))
+        if float(masks.sum()) == 0:
+            raise UserError("is empty (no foreground pixel); paint the part to translate", argument="--mask-png",
+                            value=a.mask_png)
+    else:
+        seg = cli.load("--segmenter", a.segmenter, lambda p: _load_segmenter(p, G_photo))
+        masks = photolib.segmenter_masks(seg)
+    with run_folder(out, overwrite=a.overwrite) as tmp:
+        cli.say(f"inverting the photo into {g_photo} ({a.steps} steps), pairing it with {g_other}, DDS blend",
+                prog=prog)
+        r = photolib.translate_photo(photo, G_photo, G_other, masks=masks, num_steps=a.steps, lr=a.lr,
+                                     blend_start=a.blend_start, dilation=a.dilation, feather=a.feather,
+                                     min_area=a.min_area, paste_dilation=a.paste_dilation, seed=a.seed,
+                                     device=dev, progress=not a.quiet)
+        cli.say(f"writing {out}", prog=prog)
+        images = {"input.png": r.photo.original, "photo.png": r.photo.image, "reconstruction.png": r.reconstruction,
+                  "pair.png": r.pair, "mask_photo.png": r.mask_photo * 2 - 1, "mask_pair.png": r.mask_pair * 2 - 1,
+                  "dds.png": r.dds, "result.png": r.result}
+        strip = [r.photo.image, r.reconstruction, r.pair, r.dds]
+        if truth is not None:
+            images["truth.png"] = truth
+            strip.append(truth)
+        for name, img in images.items():
+            viz.save_png(img, tmp / name, nrow=1)
+        viz.save_png(torch.cat(strip), tmp / "strip.png", nrow=len(strip))
+        blob = io.BytesIO()
+        torch.save({"latent": r.projection.latent, "w_plus": r.projection.w_plus,
+                    "history": r.projection.history}, blob)
+        atomic_write_bytes(blob.getvalue(), tmp / "result.pt")
+        rec = float(r.projection.history["lpips"][-1, 0]) if a.steps else None
+        record = {"args": {k: v for k, v in vars(a).items() if k != "func"}, "generators": [g_photo, g_other],
+                  "photo": {"source": r.photo.source, "notes": r.photo.notes,
+                            "size": list(r.photo.original.shape[-2:])},
+                  "config": r.config, "timings": r.projection.timings, "inversion_lpips": rec,
+                  "files": sorted([*images, "strip.png", "result.pt"])}
+        atomic_write_bytes(json.dumps(record, indent=1, default=str).encode(), tmp / "record.json")
+    lp = f", inversion LPIPS {rec:.4f}" if rec is not None else ""
+    print(f"DDS photo: {r.photo.source} in {g_photo}, part from {g_other}{lp}, "
+          f"{r.projection.timings['total_s']:.1f} s\nwrote {out}/: {', '.join(record['files'])}, record.json")
+    return 0
+
+
 @cli.command
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m ddsutils.dds run|evaluate``; see ``--help``.
@@ -359,8 +468,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--figures", default=None, help="folder for one PNG grid per pair x mask (rows: x_c, DDS modes)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
+    o = sub.add_parser("photo", help="your own image: invert it, pair it with the other domain, DDS blend, paste back")
+    src = o.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", default=None, help="the photo (PNG, JPEG, ...; cropped to a square and resized)")
+    src.add_argument("--render", type=nonneg, default=None, metavar="SEED",
+                     help="toy world: render identity SEED in the --domain style as the photo (its --other render "
+                          "is written as truth.png)")
+    o.add_argument("--domain", required=True, help="the photo's domain: a toy style (natural, sketch, caricature), "
+                                                   "a generator name or a checkpoint path")
+    o.add_argument("--other", required=True, help="the domain whose part goes in (same forms as --domain)")
+    o.add_argument("--mask", default=None, help="toy-world part found by the judge parser: eyes_nose_mouth | hair")
+    o.add_argument("--mask-png", default=None, help="a region painted on the (square) photo, white on black")
+    o.add_argument("--segmenter", default=None, help="a saved one-shot segmenter for the --domain generator")
+    o.add_argument("--steps", type=nonneg, default=300, help="inversion steps (Adam on w+, LPIPS-alex + MSE)")
+    o.add_argument("--lr", type=rate, default=0.05, help="inversion learning rate")
+    o.add_argument("--blend-start", type=nonneg, default=None,
+                   help="first blended StyledConv layer (default: the first at full resolution)")
+    o.add_argument("--dilation", type=nonneg, default=1, help="grow the other domain's part mask by this many px")
+    o.add_argument("--feather", type=weight, default=0.0, help="Gaussian blur of the blend mask (sigma, px)")
+    o.add_argument("--min-area", type=nonneg, default=0, help="drop mask components smaller than this many px")
+    o.add_argument("--paste-dilation", type=nonneg, default=1,
+                   help="grow the pasted-back region by this many px (generator resolution)")
+    o.add_argument("--seed", type=nonneg, default=0)
+    o.add_argument("--out", required=True, help="results folder, written whole (an existing one needs --overwrite)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
+    o.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
-    return _run_cli(a) if a.cmd == "run" else _evaluate_cli(a)
+    return {"run": _run_cli, "evaluate": _evaluate_cli, "photo": _photo_cli}[a.cmd](a)
 
 
 if __name__ == "__main__":

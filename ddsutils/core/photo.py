@@ -4,7 +4,7 @@
 (:func:`ddsutils.core.projector.project`), takes its pair in the other domain through the shared latent
 (few-shot adapted generators share their latent space), draws the part masks, puts the other domain's part in
 with DDS blend mode (:func:`ddsutils.core.layerblend.blend_synthesis`) and pastes the changed region back into
-the photo at the photo's own resolution (Laplacian-pyramid blending, so the seam has no hard edge).
+the photo at the photo's own resolution (a feathered alpha blend, so the seam has no hard edge).
 Faces must be aligned as the generator's training images were (for FFHQ models: the FFHQ alignment).
 """
 from __future__ import annotations
@@ -134,26 +134,29 @@ def region_masks(region: torch.Tensor) -> MaskFn:
 
 
 def paste_back(original: torch.Tensor, image: torch.Tensor, region: torch.Tensor, *, dilation: int = 1,
-               levels: int | None = None) -> torch.Tensor:
-    """Put ``image`` into ``original`` inside ``region``, at ``original``'s resolution, without a hard seam.
+               feather: float | None = None) -> torch.Tensor:
+    """Put ``image`` into ``original`` inside ``region``, at ``original``'s resolution, with a soft seam.
 
     Args:
         original: ``[1, 3, S, S]`` in [-1, 1], the photo.
         image: ``[1, 3, s, s]`` in [-1, 1], the generator's result (upsampled to ``S``).
         region: ``[1, 1, s, s]`` in {0, 1}: where the result replaces the photo (grown by ``dilation`` px at ``s``).
-        levels: Laplacian-pyramid levels (:func:`ddsutils.core.blending.laplacian_blend`; default by size).
+        feather: the seam's Gaussian sigma in px of ``S`` (:func:`ddsutils.core.blending.alpha_blend`); default
+            half a generator pixel (``S / s / 2``), so the region's inside is the result and the photo is
+            untouched a few generator pixels outside it.
 
     Returns:
         ``[1, 3, S, S]`` in [-1, 1].
     """
-    from .blending import laplacian_blend
+    from .blending import alpha_blend
     from .layerblend import prepare_mask
 
     size = original.shape[-1]
     m = prepare_mask(region, dilation=dilation)
     up = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
-    m = (F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False) > 0.5).float()
-    return laplacian_blend(up, original, m, levels=levels)
+    m = (F.interpolate(m, size=(size, size), mode="nearest") > 0.5).to(original.dtype)
+    sigma = size / image.shape[-1] / 2 if feather is None else feather
+    return alpha_blend(up, original, m, feather=sigma)
 
 
 @dataclass
@@ -192,6 +195,7 @@ def translate_photo(
     feather: float = 0.0,
     min_area: int = 0,
     paste_dilation: int = 1,
+    lpips_net: str | torch.nn.Module = "alex",
     seed: int = 0,
     device: str | torch.device | None = None,
     progress: bool = True,
@@ -204,7 +208,8 @@ def translate_photo(
             same latent space, e.g. few-shot adapted from ``G_photo``).
         masks: a :data:`MaskFn` (:func:`segmenter_masks`, a toy-world parser) or a region ``[1, 1, s, s]``
             in {0, 1} drawn on the photo (used for both images).
-        num_steps, lr, init: the inversion (:func:`ddsutils.core.projector.project`, ``w+``, LPIPS-alex + MSE).
+        num_steps, lr, init, lpips_net: the inversion (:func:`ddsutils.core.projector.project`, ``w+``,
+            LPIPS-alex + MSE).
         blend_start, dilation, feather, min_area: blend mode (:func:`ddsutils.core.dds.optimise` ``mode="blend"``).
         paste_dilation: grow the pasted region (the union of both masks) by this many px before pasting back.
         seed: seeds the inversion. device: default ``G_photo``'s. progress: ``tqdm.auto`` bar of the inversion.
@@ -235,8 +240,8 @@ def translate_photo(
 
     # 2. invert the photo into its domain's generator
     dev = torch.device(device) if device is not None else G_photo.input.input.device
-    proj = project(G_photo, p.image, num_steps=num_steps, lr=lr, init=init, seed=seed, device=dev,
-                   progress=progress)
+    proj = project(G_photo, p.image, num_steps=num_steps, lr=lr, init=init, lpips_net=lpips_net, seed=seed,
+                   device=dev, progress=progress)
     w = proj.w_plus.to(dev)
     noise = proj.noise if isinstance(proj.noise, str) else [m.to(dev) for m in proj.noise]
 

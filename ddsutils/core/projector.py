@@ -170,7 +170,7 @@ def project(
     mask: torch.Tensor | None = None,
     optimise_noise: bool = False,
     noise_weight: float = 1e5,
-    lpips_net: str = "alex",
+    lpips_net: str | torch.nn.Module = "alex",
     n_mean_latent: int = 10000,
     seed: int = 0,
     device: str | torch.device | None = None,
@@ -193,7 +193,7 @@ def project(
         optimise_noise: also optimise the noise maps (started from fresh N(0, 1) maps drawn with ``seed``),
             with ``noise_weight`` × :func:`noise_regularisation` and re-standardised after every step.
         noise_weight: weight of the noise regulariser (only with ``optimise_noise``).
-        lpips_net: LPIPS trunk, ``"alex"`` (default) or ``"vgg"``.
+        lpips_net: LPIPS trunk, ``"alex"`` (default) or ``"vgg"``, or a module ``(img, ref) -> [N, ...]`` distances.
         n_mean_latent: samples for the mean w.
         seed: seeds ``init="best_of"`` and the noise maps; seeded CPU runs are bit-identical.
         device: where to run (default: ``G``'s device).
@@ -219,7 +219,7 @@ def project(
     G = G.to(dev).eval().requires_grad_(False)
     target = target.to(dev)
     mask = mask.to(dev) if mask is not None else None
-    lpips = lpips_model(lpips_net, device=dev)
+    lpips = lpips_model(lpips_net, device=dev) if isinstance(lpips_net, str) else lpips_net.to(dev)
     t0 = time.perf_counter()
 
     # 2. noise: the generator's fixed maps, or fresh maps to optimise
@@ -275,7 +275,8 @@ def project(
     noise_out = [m.detach().cpu() for m in noise] if isinstance(noise, list) else noise
     config = dict(num_steps=num_steps, latent_space=latent_space, init=init if isinstance(init, str) else "latent",
                   init_samples=init_samples, lr=lr, mse_weight=mse_weight, masked=mask is not None,
-                  optimise_noise=optimise_noise, noise_weight=noise_weight, lpips_net=lpips_net, seed=seed,
+                  optimise_noise=optimise_noise, noise_weight=noise_weight, seed=seed,
+                  lpips_net=lpips_net if isinstance(lpips_net, str) else type(lpips_net).__name__,
                   device=str(dev))
     return ProjectionResult(latent.detach().cpu(), w_plus.detach().cpu().contiguous(), image.cpu(), noise_out,
                             {k: v.cpu() for k, v in history.items()}, config,
