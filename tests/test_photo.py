@@ -264,3 +264,21 @@ def test_photo_cli_same_domain_twice(gens256, tmp_path, capsys):
             str(tmp_path / "o")]
     assert dds.main(argv) == 2
     assert "is the photo's own domain" in capsys.readouterr().err
+
+
+def test_photo_cli_toy_render_writes_the_true_pair(tmp_path, monkeypatch, rand_lpips):
+    from PIL import Image
+
+    from ddsutils.toy import toyworld as tw
+
+    out = tmp_path / "run"
+    argv = ["photo", "--render", "7", "--domain", "natural", "--other", "caricature", "--mask", "hair", "--steps",
+            "1", "--out", str(out), "--device", "cpu", "--quiet"]
+    assert _photo_cli(argv, monkeypatch, rand_lpips) == 0
+    assert (out / "truth.png").is_file() and Image.open(out / "result.png").size == (64, 64)
+    truth = tw.render(tw.sample_identities(1, seed=7), style="caricature", size=64)[0]
+    got = torch.tensor(__import__("numpy").array(Image.open(out / "truth.png"))).permute(2, 0, 1).float()
+    assert (got - (truth[0] + 1) * 127.5).abs().max() <= 1.0  # the same identity in the other style
+    record = json.loads((out / "record.json").read_text())
+    assert record["generators"] == ["toy-natural-64", "toy-caricature-64"]
+    assert record["photo"]["source"] == "toy render: identity seed 7, style natural"
