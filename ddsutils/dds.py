@@ -22,6 +22,7 @@ from .core.dds import (MODES, PAPER_WEIGHTS, _INITS, _LATENT_SPACES, _backbone_w
                        _check_settings, _truncations, iteration_strip,
                        optimise)
 from .core.dds import __all__  # noqa: F401
+from .core.precision import PRECISIONS
 from .core.stylegan2 import Generator
 from .toy.oracle import masks_for as _masks_for
 
@@ -41,6 +42,7 @@ _RUN_FLAGS = {"G_s": ("--source", "source"), "G_t": ("--target", "target"), "mod
               "blend_start": ("--blend-start", "blend_start"), "min_area": ("--min-area", "min_area"),
               "dilation": ("--dilation", "dilation"),
               "feather": ("--feather", "feather"), "composite": ("--composite", "composite"),
+              "precision": ("--precision", "precision"),
               "device": ("--device", "device")}
 
 
@@ -73,7 +75,7 @@ def _run_cli(a: Any) -> int:
     settings = dict(mode=a.mode, latent_space=a.latent_space, init=a.init, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
                     backbone=a.backbone, lr=a.lr, num_steps=a.steps, snapshot_every=a.snapshot_every, seed=a.seed,
                     blend_start=a.blend_start, min_area=a.min_area, dilation=a.dilation, feather=a.feather,
-                    composite=a.composite,
+                    composite=a.composite, precision=a.precision,
                     ref_truncation=truncation, device=dev)
     flags = {k: (flag, getattr(a, attr)) for k, (flag, attr) in _RUN_FLAGS.items()}
     backbone = a.backbone or ("lpips-alex" if a.mode == "refine" else "vgg16")
@@ -165,7 +167,7 @@ _SETTABLE: dict[str, type] = {
     "latent_space": str, "init": str, "alpha": float, "beta": float, "gamma": float, "backbone": str, "layers": str,
     "normalize": str, "norm": str, "mask_resize": str, "backbone_weights": str, "lr": float, "release_domain1": str,
     "blend_start": int, "min_area": int, "dilation": int, "feather": float, "composite": str, "inside_weight": float,
-    "mse_weight": float}
+    "mse_weight": float, "precision": str}
 #: Keywords ``dds evaluate`` sets from its own arguments.
 _NOT_SETTABLE = {"num_steps": "--steps", "steps": "--steps", "seed": "--seed", "mode": "--modes", "modes": "--modes",
                  "n": "--n", "device": "--device"}
@@ -444,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--feather", type=weight, default=0.0, help="blend/refine: Gaussian blur of the mask (sigma, px)")
     r.add_argument("--composite", choices=("blend", "paste"), default="blend", help="refine: the target image")
     r.add_argument("--snapshot-every", type=pos, default=100, help="keep the image every this many steps")
+    r.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="forward passes in fp32, bf16 (autocast; latent and Adam stay fp32) or tf32 (CUDA)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     e = sub.add_parser("evaluate", help="score the crossover and DDS on the toy zoo with the judges (table + JSON)")

@@ -36,6 +36,7 @@ from torch import nn
 
 from . import backbones, cli
 from .cli import UserError
+from .precision import check_precision, precision_context
 from .losses import (PAPER_WEIGHTS, RELEASE_WEIGHTS, _MASK_RESIZES, _NORMS, DDSInputs, crossover, crossover_loss,
                      masked_feature_loss, masked_pixel_loss, paper_loss, refine_loss, release_loss)
 from .stylegan2 import Generator
@@ -325,6 +326,7 @@ def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str
         raise UserError("must be a truncation ψ in [0, 1] or a pair (ψ_s, ψ_t) (1: none)", argument="ref_truncation",
                         value=s["ref_truncation"]) from None
     s["device"] = cli.device(s["device"], "device")
+    check_precision(s["precision"], s["device"])
     return s
 
 
@@ -510,6 +512,7 @@ def optimise(
     mse_weight: float = 1.0,
     seed: int | Sequence[int] = 0,
     callback: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None,
+    precision: str = "fp32",
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> DDSResult:
@@ -575,8 +578,10 @@ def optimise(
         seed: int (sample i uses ``seed + i``) or one seed per sample; seeds the random init (stream
             ``INIT_STREAM + seed_i``, disjoint from ``manual_seed(seed)``) and release noise.
         callback: ``callback(step, losses, images)`` after every step (``losses``: term → ``[N]``).
+        precision: ``"fp32"`` (default), ``"bf16"`` (generators and backbone under bfloat16 autocast; the
+            latent and Adam stay float32) or ``"tf32"`` (CUDA only); :mod:`ddsutils.core.precision`.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        progress: show a ``tqdm.auto`` bar with the mean loss.
+        progress: show a ``tqdm.auto`` bar with the mean loss (read every 10 steps: no per-step host sync).
 
     Returns:
         :class:`DDSResult`.
@@ -628,7 +633,8 @@ def _mode_defaults(s: Mapping[str, Any], G_t: Generator) -> dict[str, Any]:
 _CONFIG_KEYS = ("mode", "latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
                 "mask_resize", "backbone_weights", "resize", "lr", "num_steps", "snapshot_every", "ref_truncation",
                 "release_domain1", "n_mean_latent", "seeds", "release_weights", "blend_start", "min_area", "dilation",
-                "feather", "composite", "inside_weight", "mse_weight", "device", "n", "size", "generators")
+                "feather", "composite", "inside_weight", "mse_weight", "precision", "device", "n", "size",
+                "generators")
 
 
 def _config(s: Mapping[str, Any], inp: DDSInputs, G_s: Generator, G_t: Generator) -> dict[str, Any]:
@@ -770,27 +776,29 @@ def _descend(G: Generator, render: Callable[..., Any], latent: torch.Tensor,
         with torch.no_grad():
             return render(gen, latent).clamp(-1, 1)
 
-    # the latent is the only thing optimised: the generators and the backbone are frozen
+    # the latent is the only thing optimised (float32, as Adam's state): the generators and the backbone are frozen
     latent.requires_grad_(True)
     opt = torch.optim.Adam([latent], lr=s["lr"])
-    history = {k: torch.zeros(num_steps, latent.shape[0]) for k in terms}
+    history = {k: torch.zeros(num_steps, latent.shape[0], device=latent.device) for k in terms}  # stays on device
     snapshots = [(0, image().cpu())] if every else []  # step 0: the initial latent's image
+    show = not cli.no_progress(s["progress"])
     t0 = time.perf_counter()
-    bar = tqdm(range(num_steps), desc=f"DDS {s['mode']}", disable=cli.no_progress(s["progress"]), leave=False)
+    bar = tqdm(range(num_steps), desc=f"DDS {s['mode']}", disable=not show, leave=False)
     for step in bar:
-        # 1. the per-sample losses of the current latent
+        # 1. the per-sample losses of the current latent, the forward passes at the chosen precision
         opt.zero_grad(set_to_none=True)
-        losses = loss_fn(latent)
+        with precision_context(s["precision"], latent.device):
+            losses = {k: v.float() for k, v in loss_fn(latent).items()}
         # 2. their sum's gradient (each sample's gradient stays independent of the batch) and one Adam step
         losses["total"].sum().backward()
         opt.step()
         if after_step is not None:
             after_step()
-        # 3. the history of every term, per sample, and the progress bar
+        # 3. the history of every term, per sample, kept on the device; the bar reads it every 10 steps only
         for k in terms:
-            history[k][step] = losses[k].detach().cpu()
-        if s["progress"]:
-            bar.set_postfix(loss=f"{losses['total'].mean().item():.4g}")
+            history[k][step] = losses[k].detach()
+        if show and (step % 10 == 0 or step == num_steps - 1):
+            bar.set_postfix(loss=f"{history['total'][step].mean().item():.4g}")
         # 4. a snapshot every `snapshot_every` steps, and the caller's callback
         snap = bool(every) and (step + 1) % every == 0
         if callback is not None or snap:
@@ -799,6 +807,7 @@ def _descend(G: Generator, render: Callable[..., Any], latent: torch.Tensor,
                 snapshots.append((step + 1, now.cpu()))
             if callback is not None:
                 callback(step, {k: v.detach() for k, v in losses.items()}, now)
+    history = {k: v.cpu() for k, v in history.items()}
     elapsed = time.perf_counter() - t0
     # x̂ (and in paper mode G_s's image of the same latent)
     final = image().cpu()

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .precision import check_precision, precision_context
 from .stylegan2 import Generator
 
 __all__ = ["LATENT_SPACES", "INITS", "ProjectionResult", "project", "noise_regularisation"]
@@ -173,6 +174,7 @@ def project(
     lpips_net: str | torch.nn.Module = "alex",
     n_mean_latent: int = 10000,
     seed: int = 0,
+    precision: str = "fp32",
     device: str | torch.device | None = None,
     progress: bool = True,
     progress_every: int = 10,
@@ -196,6 +198,7 @@ def project(
         lpips_net: LPIPS trunk, ``"alex"`` (default) or ``"vgg"``, or a module ``(img, ref) -> [N, ...]`` distances.
         n_mean_latent: samples for the mean w.
         seed: seeds ``init="best_of"`` and the noise maps; seeded CPU runs are bit-identical.
+        precision: ``"fp32"``, ``"bf16"`` (autocast forward passes; latent and Adam float32) or ``"tf32"`` (CUDA).
         device: where to run (default: ``G``'s device).
         progress: ``tqdm.auto`` bar with the mean losses, read every ``progress_every`` steps.
 
@@ -216,6 +219,7 @@ def project(
     _check_settings(G, n, num_steps=num_steps, lr=lr, latent_space=latent_space, init=init,
                     init_samples=init_samples, mse_weight=mse_weight, noise_weight=noise_weight)
     dev = torch.device(device) if device is not None else G.input.input.device
+    check_precision(precision, dev)
     G = G.to(dev).eval().requires_grad_(False)
     target = target.to(dev)
     mask = mask.to(dev) if mask is not None else None
@@ -249,7 +253,9 @@ def project(
     bar = tqdm(range(num_steps), desc="project", disable=not progress, leave=False)
     for step in bar:
         w_plus = latent if latent.ndim == 3 else latent[:, None].expand(-1, G.n_latent, -1)
-        terms = _losses(G.synthesis(w_plus, noise=noise), target, mask, lpips, mse_weight=mse_weight)
+        with precision_context(precision, dev):
+            terms = _losses(G.synthesis(w_plus, noise=noise), target, mask, lpips, mse_weight=mse_weight)
+        terms = {k: v.float() for k, v in terms.items()}
         if optimise_noise:
             terms["noise_reg"] = noise_regularisation(noise)
             terms["total"] = terms["total"] + noise_weight * terms["noise_reg"]
@@ -275,7 +281,7 @@ def project(
     noise_out = [m.detach().cpu() for m in noise] if isinstance(noise, list) else noise
     config = dict(num_steps=num_steps, latent_space=latent_space, init=init if isinstance(init, str) else "latent",
                   init_samples=init_samples, lr=lr, mse_weight=mse_weight, masked=mask is not None,
-                  optimise_noise=optimise_noise, noise_weight=noise_weight, seed=seed,
+                  optimise_noise=optimise_noise, noise_weight=noise_weight, seed=seed, precision=precision,
                   lpips_net=lpips_net if isinstance(lpips_net, str) else type(lpips_net).__name__,
                   device=str(dev))
     return ProjectionResult(latent.detach().cpu(), w_plus.detach().cpu().contiguous(), image.cpu(), noise_out,
