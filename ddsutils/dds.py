@@ -3,10 +3,13 @@
 ``run`` optimises N pairs of two generators and writes a run folder (PNGs, tensors, ``record.json``), with masks
 from a saved one-shot segmenter (``--segmenter``) or, in the toy world, one trained on one judge-parser label.
 ``evaluate`` scores every DDS mode on the toy zoo against its cells' ceilings (:func:`ddsutils.toy.scoring.evaluate`).
+Under ``torchrun --nproc_per_node=N`` both shard their latents over the N processes and gather the results, which
+rank 0 alone prints and writes (:mod:`ddsutils.core.distributed`).
 ``from ddsutils import dds`` gives the same names as :mod:`ddsutils.core.dds` (``dds.optimise``, ...).
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -15,12 +18,11 @@ from typing import Any
 
 import torch
 
-from .core import backbones, cli
+from .core import backbones, cli, distributed
 from .core.cli import UserError
 from .core.dds import *  # noqa: F401,F403 - the API under the module's old name
 from .core.dds import (MODES, PAPER_WEIGHTS, _INITS, _LATENT_SPACES, _backbone_weight_files,
-                       _check_settings, _truncations, iteration_strip,
-                       optimise)
+                       _check_settings, _truncations, iteration_strip)
 from .core.dds import __all__  # noqa: F401
 from .core.precision import PRECISIONS
 from .core.stylegan2 import Generator
@@ -66,7 +68,8 @@ def _run_cli(a: Any) -> int:
 
     prog = "ddsutils.dds run"
     out = cli.output_folder(a.out, "--out", overwrite=a.overwrite)
-    dev = cli.device(a.device, "--device")
+    dist = distributed.init(a.device, argument="--device")  # torchrun: this process's rank and device
+    dev, say = dist.device, cli.say if dist.is_main else _silent
     if a.segmenter is not None:
         cli.existing_file(a.segmenter, "--segmenter", what="segmenter file")
     elif a.mask is not None:
@@ -80,8 +83,8 @@ def _run_cli(a: Any) -> int:
     flags = {k: (flag, getattr(a, attr)) for k, (flag, attr) in _RUN_FLAGS.items()}
     backbone = a.backbone or ("lpips-alex" if a.mode == "refine" else "vgg16")
     needs_weights = a.mode != "blend" and backbone != "generator"
-    cli.say(f"loading the generators {a.source} and {a.target}" + (f" and the {backbone} weights" if needs_weights
-                                                                     else ""), prog=prog)
+    say(f"loading the generators {a.source} and {a.target}" + (f" and the {backbone} weights" if needs_weights
+                                                                 else ""), prog=prog)
     G_s = cli.load("--source", a.source, lambda v: load_generator(v, device=dev))
     G_t = cli.load("--target", a.target, lambda v: load_generator(v, device=dev))
     try:
@@ -108,18 +111,27 @@ def _run_cli(a: Any) -> int:
                             argument=seg_flag, value=flags["G_s" if seg_flag == "--source" else "G_t"][1])
     a.mask = mask
     z = torch.randn(a.n, G_s.style_dim, generator=torch.Generator().manual_seed(a.seed))
-    with run_folder(out, overwrite=a.overwrite) as tmp:
+
+    def masks() -> tuple[torch.Tensor, torch.Tensor, dict]:
+        y_s, y_t, info = _masks_for(G_s, G_t, z, mask=mask, segmenter_path=a.segmenter, segmenter=seg,
+                                    parser=parser, segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
+                                    label_truncation=a.label_truncation, truncation=truncation,
+                                    progress=not a.quiet)
+        return y_s.cpu(), y_t.cpu(), info
+
+    # only rank 0 writes (the run folder); the other processes optimise their block of the latents
+    with run_folder(out, overwrite=a.overwrite) if dist.is_main else contextlib.nullcontext() as tmp:
         if seg is None:
-            cli.say(f"training a one-shot segmenter for {mask!r} on the {a.segmenter_on} generator from one "
-                    "judge-parser label", prog=prog)
-        y_s, y_t, seg_info = _masks_for(G_s, G_t, z, mask=mask, segmenter_path=a.segmenter, segmenter=seg,
-                                        parser=parser, segmenter_on=a.segmenter_on, seed=a.seed, device=dev,
-                                        label_truncation=a.label_truncation, truncation=truncation,
-                                        progress=not a.quiet)
+            say(f"training a one-shot segmenter for {mask!r} on the {a.segmenter_on} generator from one "
+                "judge-parser label", prog=prog)
+        y_s, y_t, seg_info = distributed.on_main(masks, dist)  # one segmenter's masks on every process
         what = "one layer-blend pass, no optimisation" if a.mode == "blend" else f"{a.steps} Adam steps"
-        cli.say(f"DDS {a.mode} on {a.n} pair(s): {what}, on {dev}", prog=prog)
-        r = optimise(G_s, G_t, z_star=z, y_s=y_s, y_t=y_t, progress=not a.quiet, **settings)
-        cli.say(f"writing {out}", prog=prog)
+        procs = f" ({dist.world_size} processes, {dist.backend})" if dist.world_size > 1 else ""
+        say(f"DDS {a.mode} on {a.n} pair(s): {what}, on {dev}{procs}", prog=prog)
+        r = distributed.optimise(G_s, G_t, dist, z_star=z, y_s=y_s, y_t=y_t, progress=not a.quiet, **settings)
+        if not dist.is_main:
+            return 0
+        say(f"writing {out}", prog=prog)
         images = {"source.png": r.x_s, "target.png": r.x_t, "mask_source.png": r.y_s * 2 - 1,
                   "mask_target.png": r.y_t * 2 - 1, "crossover.png": r.x_c, "dds.png": r.image}
         if r.image_source is not None:
@@ -140,6 +152,10 @@ def _run_cli(a: Any) -> int:
           f"({r.timings['per_image_iter_s']:.4f} s per image-iteration)\n"
           f"wrote {out}/: {', '.join(record['files'])}, record.json")
     return 0
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """``cli.say`` on the processes other than rank 0 (one voice under torchrun)."""
 
 
 def _load_segmenter(path: str, G: Generator) -> Any:
@@ -258,7 +274,8 @@ def _evaluate_cli(a: Any) -> int:
             raise UserError("is given twice (--lr and --set lr); keep one", argument="--set lr", value=typed["lr"])
         settings["lr"] = a.lr
         flags["optimise_kwargs['lr']"] = ("--lr", a.lr)
-    dev = cli.device(a.device, "--device")
+    dist = distributed.init(a.device, argument="--device")  # torchrun: this process's rank and device
+    dev, say = dist.device, cli.say if dist.is_main else _silent
     json_path = cli.output_file(a.json, "--json") if a.json else None
     figures = _output_dir(a.figures, "--figures") if a.figures else None
     args = dict(pairs=pairs, masks=a.masks, modes=a.modes, n=a.n, num_steps=a.steps, seed=a.seed,
@@ -266,14 +283,16 @@ def _evaluate_cli(a: Any) -> int:
     try:
         scoring._check_evaluate_args(generators=None, fd_fn=None, **args)
         styles = sorted({s for pair in pairs for s in pair})
-        cli.say(f"loading the generators {', '.join(f'toy-{s}-64' for s in styles)} and checking the feature "
-                "weights", prog=prog)
+        say(f"loading the generators {', '.join(f'toy-{s}-64' for s in styles)} and checking the feature "
+            "weights", prog=prog)
         gens = {s: cli.load("--pairs", f"toy-{s}-64", lambda v: load_generator(v, device=dev)) for s in styles}
-        cli.say(f"scoring {len(pairs) * len(a.masks)} pair x mask cell(s) with {', '.join(a.modes)}: n={a.n}, "
-                f"{a.steps} DDS steps (first: every run's settings, the judges and the feature weights)", prog=prog)
-        res = scoring.evaluate(generators=gens, progress=not a.quiet, **args)
+        say(f"scoring {len(pairs) * len(a.masks)} pair x mask cell(s) with {', '.join(a.modes)}: n={a.n}, "
+            f"{a.steps} DDS steps (first: every run's settings, the judges and the feature weights)", prog=prog)
+        res = scoring.evaluate(generators=gens, progress=not a.quiet, dist=dist, **args)
     except UserError as exc:
         raise _cli_names(exc, flags)
+    if not dist.is_main:  # every process holds the whole result; rank 0 prints and writes it
+        return 0
     images = res.pop("images")
     print(scoring.format_table(res))
     if figures is not None:

@@ -28,6 +28,7 @@ Used in: notebooks/04_ablations.ipynb, 05_metrics.ipynb, 07_baselines.ipynb, 90_
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import io
@@ -42,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core import cli
+from ..core import cli, distributed
 from ..core.cli import UserError
 from ..core.files import atomic_write_bytes, run_folder
 from ..core.paths import runs_dir
@@ -187,6 +188,13 @@ class Context:
         **overrides: any key of :data:`SETTINGS` (``n``, ``num_steps``, ``pairs``, ``masks``, ``device``, ...),
             ``segmenters`` = ``{mask: segmenter file}`` for ``mask_source="segmenter"``, ``out`` = results
             folder, ``cache`` = DDS run cache.
+
+    Attributes:
+        dist: the processes that share every DDS run's latents (:func:`ddsutils.core.distributed.init`; default
+            this process alone). Under torchrun set ``ctx.dist = distributed.init(ctx.device)`` and
+            ``ctx.device = ctx.dist.device`` before the first run, as :func:`main` does: each process then optimises
+            its block of the ``n`` latents, every process gets the whole result, and rank 0 alone writes the cache
+            and the results.
     """
 
     def __init__(self, profile: str = "demo", **overrides: Any) -> None:
@@ -208,6 +216,7 @@ class Context:
             raise UserError(f"profile {profile!r} asks for it but CUDA is not available; pass device='cpu' (slow at "
                             "paper scale) or run on a GPU machine", argument="device", value=dev)
         self.device = cli.device(dev, "device")
+        self.dist = distributed.SINGLE
         self._gens: dict[str, Any] = {}
         self._digests: dict[str, str] = {}
         self._pairs: dict[tuple[str, str, str], dict[str, Tensor]] = {}
@@ -323,7 +332,6 @@ class Context:
         ``overrides`` go to :func:`ddsutils.dds.optimise` (``mode``, ``latent_space``, ``init``, ``alpha``,
         ``backbone``, ...); the profile gives ``num_steps``, ``lr``, ``snapshot_every`` and ``seed``.
         """
-        from ..core import dds
 
         settings = dict(num_steps=self.cfg["num_steps"], lr=self.cfg["lr"], snapshot_every=self.cfg["snapshot_every"],
                         seed=self.cfg["seed"], **overrides)
@@ -337,25 +345,35 @@ class Context:
         digest = hashlib.sha256(ident.encode()).hexdigest()[:10]
         tag = "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()) if isinstance(v, (str, int, float)))
         path = self.cache / f"{source}-{target}_{mask}{'_' + tag if tag else ''}_{digest}.pt"
-        if path.exists():
+
+        def cached() -> dict[str, Any] | None:
             from ..core.files import NotACheckpointError, torch_load
 
-            try:
-                return torch_load(path)
-            except NotACheckpointError:  # a damaged cache entry is recomputed, not trusted
-                path.unlink(missing_ok=True)
-        # the images are passed with z*: the masks belong to them (release mode would otherwise redraw x_t at ψ 0.7)
-        r = dds.optimise(self.generator(source), self.generator(target), z_star=p["z"], x_s=p["x_s"],
-                         x_t=p["x_t"], y_s=p["y_s"], y_t=p["y_t"], device=self.device, progress=progress,
-                         **settings)
+            if path.exists():
+                try:
+                    return torch_load(path)
+                except NotACheckpointError:  # a damaged cache entry is recomputed, not trusted
+                    path.unlink(missing_ok=True)
+            return None
+
+        # a cached run: read by rank 0 and sent to every process (all of them then skip the optimisation alike)
+        d = distributed.on_main(cached, self.dist)
+        if d is not None:
+            return d
+        # the images are passed with z*: the masks belong to them (release mode would otherwise redraw x_t at ψ 0.7);
+        # under several processes each optimises its block of the latents and gets the whole result back
+        r = distributed.optimise(self.generator(source), self.generator(target), self.dist, z_star=p["z"],
+                                 x_s=p["x_s"], x_t=p["x_t"], y_s=p["y_s"], y_t=p["y_t"], device=self.device,
+                                 progress=progress, **settings)
         d = r.to_dict()
         d = {k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in d.items()}
         d["snapshots"] = [[s, img.detach().cpu()] for s, img in d["snapshots"]]
         d["history"] = {k: v.detach().cpu() for k, v in d["history"].items()}
         d["config"] = json.loads(json.dumps(d["config"], default=_json_default))
-        buf = io.BytesIO()
-        torch.save(d, buf)
-        atomic_write_bytes(buf.getvalue(), path)
+        if self.dist.is_main:
+            buf = io.BytesIO()
+            torch.save(d, buf)
+            atomic_write_bytes(buf.getvalue(), path)
         return d
 
     # -- scores ---------------------------------------------------------------------------------------
@@ -426,6 +444,8 @@ def _finish(ctx: Context, name: str, rows: list[dict[str, Any]], claims: dict[st
            "rows": _clean(rows), "claims": _clean(claims), "wall_s": round(time.perf_counter() - t0, 2),
            "distance_label": "FID (Inception)" if ctx.cfg["fd"] == "inception" else
            "Fréchet distance on VGG-16 features (not FID); KID on the same features"}
+    if not ctx.dist.is_main:  # every process computed the same result; rank 0 writes it
+        return res
     ctx.out.mkdir(parents=True, exist_ok=True)
     if images:  # the images first, the JSON (what says the experiment is done) last
         buf = io.BytesIO()
@@ -748,16 +768,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             exc.argument = flags[exc.argument]
         raise
     names = list(EXPERIMENTS) if a.name == "all" else [a.name]
-    cli.say(f"loading the generators, judges and VGG-16 weights of profile {a.profile!r}", prog=prog)
+    # torchrun: each process optimises its block of every run's latents on its device; rank 0 speaks and writes
+    ctx.dist = distributed.init(ctx.device, argument="--device")
+    ctx.device, main_rank = ctx.dist.device, ctx.dist.is_main
+    if main_rank:
+        cli.say(f"loading the generators, judges and VGG-16 weights of profile {a.profile!r}", prog=prog)
     _preflight(ctx)
-    with run_folder(out, overwrite=a.overwrite) as tmp:
+    with run_folder(out, overwrite=a.overwrite) if main_rank else contextlib.nullcontext(out) as tmp:
         ctx.out = tmp  # written here, renamed to --out when every experiment is done (cfg keeps the final path)
         for i, name in enumerate(names, 1):
-            cli.say(f"[{i}/{len(names)}] {name}: {len(ctx.experiments())} experiment(s), n={ctx.cfg['n']}, "
-                    f"{ctx.cfg['num_steps']} DDS steps (cached runs in {cache} are reused)", prog=prog)
+            if main_rank:
+                cli.say(f"[{i}/{len(names)}] {name}: {len(ctx.experiments())} experiment(s), n={ctx.cfg['n']}, "
+                        f"{ctx.cfg['num_steps']} DDS steps (cached runs in {cache} are reused)", prog=prog)
             res = EXPERIMENTS[name](ctx, progress=not a.quiet)
-            print(format_markdown(res) + "\n")
-    print(f"results in {out}")
+            if main_rank:
+                print(format_markdown(res) + "\n")
+    if main_rank:
+        print(f"results in {out}")
     return 0
 
 

@@ -209,7 +209,7 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
              fd_n: int = 500, ceiling_n: int = 64, parser: Any = None, domain: Any = None,
              fd_fn: Callable[[Tensor, Tensor], float] | None = None, lpips_fn: Callable | None = None,
              optimise_kwargs: Mapping[str, Any] | None = None, device: str | torch.device = "cpu",
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, dist: Any = None) -> dict[str, Any]:
     """Run DDS on the toy zoo and score every method against its cell's ceilings with the judges.
 
     For every ``(source, target)`` in ``pairs`` and every mask (a *cell*), ``n`` seeded latents ``z*`` give
@@ -247,7 +247,10 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
         lpips_fn: ``lpips_fn(a, b, mask=, region=) -> [N]`` (default :func:`ddsutils.metrics.lpips_distance`).
         optimise_kwargs: extra keywords for :func:`ddsutils.dds.optimise` (e.g. ``lr``, ``dilation``).
         device: where generators and DDS run.
-        progress: per-run ``tqdm.auto`` bars.
+        progress: per-run ``tqdm.auto`` bars (rank 0's only under several processes).
+        dist: :func:`ddsutils.core.distributed.init`'s context: each process optimises its block of the ``n``
+            latents of every cell and the blocks are gathered before scoring, so every process returns the
+            single-process result (up to float summation order); ``None``: this process alone.
 
     Returns:
         JSON-serialisable ``{"config": ..., "rows": [...], "images": {...}}``; ``rows`` is a flat list of dicts
@@ -260,10 +263,11 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
         count, a keyword ``evaluate`` sets itself in ``optimise_kwargs``, a bad DDS setting
         (``optimise_kwargs['<key>']``, checked with every pair's generators), or feature weights that are missing.
     """
-    from ..core import cli, dds
+    from ..core import cli, dds, distributed
     from . import judges, toyworld
     from ..core.stylegan2 import load_generator
 
+    dist = dist if dist is not None else distributed.SINGLE
     modes, masks, pairs, dev, okw = _check_evaluate_args(
         generators=generators, pairs=pairs, masks=masks, modes=modes, n=n, num_steps=num_steps, seed=seed,
         mask_source=mask_source, fd_n=fd_n, ceiling_n=ceiling_n, fd_fn=fd_fn, optimise_kwargs=optimise_kwargs,
@@ -302,16 +306,19 @@ def evaluate(*, generators: Mapping[str, Any] | None = None, pairs: Sequence[tup
             else:
                 from .oracle import masks_for
 
-                y_s, y_t, _ = masks_for(G_s, G_t, z, mask=m, segmenter_path=None, segmenter_on="source",
-                                        seed=seed, device=dev)
+                # one segmenter for every process: trained on rank 0, its masks (on the CPU) sent to the others
+                y_s, y_t = (y.to(dev) for y in distributed.on_main(
+                    lambda: [y.cpu() for y in masks_for(G_s, G_t, z, mask=m, segmenter_path=None,
+                                                        segmenter_on="source", seed=seed, device=dev)[:2]], dist))
             methods: dict[str, tuple[Tensor, float]] = {
                 "crossover": (dds.crossover(x_s, y_s, x_t, y_t).clamp(-1, 1), 0.0),
                 "paste": (x_s * o_s + x_t * (1 - o_s), 0.0)}
             for mode in modes:
                 t0 = time.perf_counter()
-                r = dds.optimise(G_s, G_t, z_star=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, mode=mode,
-                                 num_steps=num_steps, seed=seed, snapshot_every=None, device=dev,
-                                 progress=progress, **dict(optimise_kwargs or {}))
+                # this process's block of the n latents; the whole batch's result gathered back on every process
+                r = distributed.optimise(G_s, G_t, dist, z_star=z, x_s=x_s, x_t=x_t, y_s=y_s, y_t=y_t, mode=mode,
+                                         num_steps=num_steps, seed=seed, snapshot_every=None, device=dev,
+                                         progress=progress, **dict(optimise_kwargs or {}))
                 methods[f"dds-{mode}"] = (r.image.detach().cpu(), time.perf_counter() - t0)
             scores = score_cell({k: img for k, (img, _) in methods.items()}, x_t=x_t, y_s=o_s, y_t=o_t,
                                 source=src, target=tgt, domain=domain, lpips_fn=lpips_fn)
