@@ -225,3 +225,17 @@ def test_notebook_06_domain_names_resolve_at_every_profile():
             assert doms[params[key]].generator.startswith("toy-"), (profile, key)  # oracle label, renderer: 64 px
     src = "".join("".join(c["source"]) for c in _nb(NB.notebook_path(name))["cells"])
     assert "toyworld.STYLES if" not in src and ".style" in src  # styles come from the domains, not from names
+
+
+def test_notebook_09_domains_and_mask_source_fit_every_profile():
+    """09 takes domain names: at every profile two different domains of that profile; the toy-world parser (and
+    the renderer's ground truth) only where the photo's generator is a 64 px toy one."""
+    name = "09_your_own_image"
+    defaults = {k: default for k, (_, default) in NB.parameter_spec(name).items()}
+    for profile in NB.PROFILES:
+        params = {**defaults, **NB.notebook_parameters(profile, name)}
+        doms = NB.domains(params["profile"])
+        assert params["domain"] in doms and params["other"] in doms and params["domain"] != params["other"]
+        toy = doms[params["domain"]].generator.startswith("toy-")
+        assert params["mask_source"] in (("parser", "segmenter", "painted") if toy else ("segmenter", "painted"))
+    assert NB.domain("paper", NB.notebook_parameters("paper", name)["domain"]).generator == "ffhq-256"

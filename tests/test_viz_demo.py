@@ -64,3 +64,23 @@ def test_mode_strips_rows_columns_and_blanks():
     assert img.shape == (14, 3, 4, 4)
     assert torch.allclose(img[4], torch.full((3, 4, 4), 0.6)) and img[2].max() == 1  # snapshot; x_c clamped
     assert torch.equal(img[10], torch.ones(3, 4, 4)) and torch.equal(img[13], torch.full((3, 4, 4), -0.5))
+
+
+def test_photo_strip_columns_truth_and_resized_result():
+    from ddsutils.core.photo import Photo, PhotoResult
+
+    def img(value, size=8):
+        return torch.full((1, 3, size, size), value)
+
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:4, 2:4] = 1
+    r = PhotoResult(photo=Photo(img(0.1), img(0.1, 32)), reconstruction=img(0.2), pair=img(0.3), mask_photo=mask,
+                    mask_pair=mask.flip(-1), dds=img(0.4), result=img(0.5, 32), projection=None)
+    images, cols = viz.photo_strip(r)
+    assert cols == ["photo", "reconstruction", "pair", "part (photo)", "part (pair)", "DDS", "result"]
+    assert images.shape == (7, 3, 8, 8)
+    assert torch.equal(images[2], img(0.3)[0]) and torch.allclose(images[6], img(0.5)[0])  # 32 px -> 8 px
+    assert torch.equal(images[3], viz.overlay(r.reconstruction, mask)[0])
+    assert torch.equal(images[4], viz.overlay(r.pair, r.mask_pair)[0]) and not torch.equal(images[3], images[4])
+    images, cols = viz.photo_strip(r, truth=img(-0.7))
+    assert cols[3] == "truth" and torch.equal(images[3], img(-0.7)[0]) and images.shape == (8, 3, 8, 8)

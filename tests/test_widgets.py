@@ -177,3 +177,36 @@ def test_dds_panel_runs_headless_and_builds_its_widgets(monkeypatch):
     pytest.importorskip("ipywidgets")
     ui = panel._build()
     assert len(ui.children) == 3 and ui.children[1].value[:4] == b"\x89PNG"
+
+
+def test_photo_upload_receives_checks_and_saves(tmp_path):
+    import io
+
+    from ddsutils.core.photo import load_photo
+    from ddsutils.lab.widgets import PhotoUpload
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(buf, format="PNG")
+    up = PhotoUpload(tmp_path / "uploads")
+    assert up.path is None  # nothing uploaded: the notebook falls back to image_path
+    path = up.receive("../my face (1).png", memoryview(buf.getvalue()))
+    assert path == up.path == tmp_path / "uploads" / "my_face_1_.png" and path.read_bytes() == buf.getvalue()
+    assert load_photo(path, size=16).image.shape == (1, 3, 16, 16)
+    for name, data, why in (("a.txt", b"hello", "not an image"), ("e.png", b"", "0 bytes"),
+                            ("big.png", buf.getvalue(), "bytes; upload")):
+        small = PhotoUpload(tmp_path / "u2", max_bytes=len(buf.getvalue()) - 1 if name == "big.png" else 10**6)
+        with pytest.raises(ValueError, match=why):
+            small.receive(name, data)
+        assert small.path is None and not (tmp_path / "u2").exists()
+    pytest.importorskip("ipywidgets")
+    from datetime import datetime, timezone
+
+    t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ui = PhotoUpload(tmp_path / "u3")._build()
+    button, status, preview = ui.children
+    button.value = ({"name": "x.png", "type": "image/png", "size": len(buf.getvalue()),
+                     "content": memoryview(buf.getvalue()), "last_modified": t},)
+    assert "saved to" in status.value and preview.value == buf.getvalue()
+    button.value = ({"name": "x.txt", "type": "text/plain", "size": 2, "content": memoryview(b"hi"),
+                     "last_modified": t},)
+    assert "not used" in status.value  # shown, not raised into the widget callback

@@ -59,6 +59,7 @@ RUN_LIST: tuple[str, ...] = (
     "06_unpaired_and_cross_domain",
     "07_baselines",
     "08_fewshot_adaptation",
+    "09_your_own_image",
 )
 #: Regenerates the paper figures from ``runs/<profile>/`` results (``make figures``); not in the run list.
 FIGURES_NOTEBOOK = "90_paper_figures"

@@ -3,7 +3,8 @@
 :func:`labelled_grid` and :func:`save_figure` make titled figures of image grids and save them with fixed PNG
 metadata (no ``Software`` entry; matplotlib writes no date into PNGs), so the same data gives the same bytes.
 The image helpers (:func:`to_uint8`, :func:`image_grid`, :func:`save_png`) live in :mod:`ddsutils.core.imageio`
-and are re-exported here. :func:`overlay` draws a part mask over images (notebooks 02 and 06).
+and are re-exported here. :func:`overlay` draws a part mask over images (notebooks 02 and 06);
+:func:`photo_strip` lays out the steps of :func:`ddsutils.core.photo.translate_photo` (notebook 09).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ..core.files import atomic_write_bytes
 from ..core.imageio import image_grid, save_png, to_uint8
 
 __all__ = ["to_uint8", "image_grid", "save_png", "labelled_grid", "save_figure", "mode_strips", "overlay",
-           "atomic_write_bytes"]
+           "photo_strip", "atomic_write_bytes"]
 
 
 def labelled_grid(img: torch.Tensor, *, ncol: int, title: str, col_labels: Sequence[str] = (),
@@ -93,3 +94,34 @@ def overlay(x: torch.Tensor, y: torch.Tensor, *, color: Sequence[float] = (1.0, 
     x, y = x.detach().cpu(), y.detach().cpu()
     c = torch.tensor(list(color), dtype=x.dtype).view(1, 3, 1, 1)
     return x * (1 - alpha * y) + alpha * y * c
+
+
+def photo_strip(result: Any, *, truth: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+    """The steps of :func:`ddsutils.core.photo.translate_photo` side by side, at the generator's resolution.
+
+    Columns: the photo (as the generator sees it), the reconstruction, the pair in the other domain, ``truth``
+    when given (e.g. a toy render's identity in the other style), the part in the reconstruction and in the pair
+    (:func:`overlay`, red), the DDS blend, and the result pasted back into the photo (resized, antialiased, from
+    the photo's resolution to the generator's).
+
+    Args:
+        result: a :class:`~ddsutils.core.photo.PhotoResult`.
+        truth: optional ``[1, 3, s, s]`` in [-1, 1], what the pair should be.
+
+    Returns:
+        ``(images [K, 3, s, s] on the CPU, column labels)`` for ``labelled_grid(images, ncol=K, col_labels=...)``.
+
+    Used in: notebooks/09_your_own_image.ipynb.
+    """
+    import torch.nn.functional as F
+
+    s = result.reconstruction.shape[-1]
+    pasted = result.result.detach().cpu().float()
+    if pasted.shape[-1] != s:
+        pasted = F.interpolate(pasted, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+    cols = {"photo": result.photo.image, "reconstruction": result.reconstruction, "pair": result.pair}
+    if truth is not None:
+        cols["truth"] = truth
+    cols |= {"part (photo)": overlay(result.reconstruction, result.mask_photo),
+             "part (pair)": overlay(result.pair, result.mask_pair), "DDS": result.dds, "result": pasted.clamp(-1, 1)}
+    return torch.cat([x.detach().cpu().float().reshape(1, 3, s, s) for x in cols.values()]), list(cols)

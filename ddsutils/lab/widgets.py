@@ -6,6 +6,8 @@ DDS panel that reruns one toy-world pair (:class:`DDSPanel`).
 - :class:`MaskPainter`: the JupyterLab UI around it: an ``ipycanvas.Canvas`` with the mask overlaid (mouse drag
   paints), paint / erase toggle, brush size, Undo, Clear, a save path and Save. ``ipywidgets`` and
   ``ipycanvas`` are imported only when a painter is created.
+- :class:`PhotoUpload`: an ``ipywidgets.FileUpload`` that keeps the chosen image file on disk (its
+  :meth:`~PhotoUpload.receive` checks and writes the bytes without any widget).
 
 Saved masks are 8-bit greyscale PNGs (0 / 255) at the image's resolution; load them with
 :func:`ddsutils.core.segmenter.load_mask_png`, or take ``painter.mask`` (``[1, 1, H, W]`` float {0, 1}).
@@ -15,7 +17,8 @@ Saved masks are 8-bit greyscale PNGs (0 / 255) at the image's resolution; load t
     painter                                               # paint, then click Save
     seg = segmenter.train_segmenter(G, z, painter.mask, part="hair")
 
-Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/03_dds_optimisation.ipynb (DDSPanel).
+Used in: notebooks/02_oneshot_segmenter.ipynb, notebooks/03_dds_optimisation.ipynb (DDSPanel),
+notebooks/09_your_own_image.ipynb (PhotoUpload, MaskPainter).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MaskEditor", "MaskPainter", "DDSPanel", "image_to_uint8"]
+__all__ = ["MaskEditor", "MaskPainter", "DDSPanel", "PhotoUpload", "image_to_uint8"]
 
 BBox = tuple[int, int, int, int]  # (y0, y1, x0, x1), half-open, in image pixels
 
@@ -491,6 +494,86 @@ class DDSPanel:
         buf = io.BytesIO()
         Image.fromarray(arr).save(buf, format="PNG")
         return buf.getvalue()
+
+    def _ipython_display_(self) -> None:  # pragma: no cover - needs a frontend
+        from IPython.display import display
+
+        if self._ui is None:
+            self._ui = self._build()
+        display(self._ui)
+
+
+class PhotoUpload:
+    """Upload an image file from a notebook (JupyterLab): an ``ipywidgets.FileUpload`` that keeps the file on disk.
+
+    :meth:`receive` does the work without any widget (tested headless): it checks that Pillow can read the bytes,
+    writes them atomically to ``save_dir/<file name>`` (the name reduced to letters, digits, ``.``, ``-``, ``_``)
+    and sets :attr:`path`. Displaying the object (last expression of a cell) shows the upload button, a status
+    line and a preview; each upload calls :meth:`receive` (an error is shown, not raised). In a batch run
+    (papermill, CI) nobody uploads, :attr:`path` stays ``None`` and ``upload.path or image_path`` falls back to
+    the notebook's parameter.
+
+    Args:
+        save_dir: folder for the uploaded files (created on the first upload), e.g. ``run.out / "uploads"``.
+        max_bytes: refuse larger files.
+
+    Attributes:
+        path: the last uploaded file, or ``None``.
+
+    Used in: notebooks/09_your_own_image.ipynb.
+    """
+
+    def __init__(self, save_dir: str | os.PathLike, *, max_bytes: int = 20_000_000):
+        self.save_dir, self.max_bytes = Path(save_dir), int(max_bytes)
+        self.path: Path | None = None
+        self._ui: Any = None
+
+    def receive(self, name: str, content: bytes) -> Path:
+        """Check and save one uploaded file; returns its path (also :attr:`path`).
+
+        Raises:
+            ValueError: the file is empty, larger than ``max_bytes`` or not an image Pillow reads.
+        """
+        import re
+
+        from PIL import Image, UnidentifiedImageError
+
+        from ..core.files import atomic_write_bytes
+
+        data = bytes(content)
+        if not data or len(data) > self.max_bytes:
+            raise ValueError(f"{name}: {len(data)} bytes; upload an image file of 1 byte to {self.max_bytes} bytes")
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise ValueError(f"{name} is not an image Pillow can read ({type(exc).__name__}); upload a PNG or "
+                             "JPEG") from None
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).lstrip(".") or "upload"
+        self.path = atomic_write_bytes(data, self.save_dir / safe)
+        return self.path
+
+    def _build(self) -> Any:
+        try:
+            import ipywidgets as W
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(f"PhotoUpload needs ipywidgets ({exc}); `pip install ipywidgets`") from exc
+        button = W.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
+        status = W.HTML("no file yet: the notebook uses <code>image_path</code> (empty: a toy render)")
+        preview = W.Image(layout=W.Layout(max_width="256px"))
+
+        def on_upload(change: dict) -> None:
+            for f in change["new"]:  # ipywidgets 8: a tuple of {"name", "content", ...}
+                try:
+                    path = self.receive(f["name"], f["content"])
+                except ValueError as exc:
+                    status.value = f"<b>not used</b>: {exc}"
+                    continue
+                preview.format, preview.value = path.suffix.lstrip(".").lower() or "png", path.read_bytes()
+                status.value = f"saved to {path}; run the next cells again to use it"
+
+        button.observe(on_upload, names="value")
+        return W.VBox([button, status, preview])
 
     def _ipython_display_(self) -> None:  # pragma: no cover - needs a frontend
         from IPython.display import display
