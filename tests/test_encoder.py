@@ -1,0 +1,170 @@
+"""The w+ encoder (ddsutils.core.encoder): tiny generators, a few training steps, files, refusals."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import make_tiny_generator
+from torch import nn
+
+from ddsutils.core.encoder import (Encoder, EncoderError, check_compatible, encode, load_encoder, parameter_count,
+                                   save_encoder, train_encoder)
+from ddsutils.core.errors import UserError
+from ddsutils.core.files import atomic_torch_save
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class _L1(nn.Module):
+    """A cheap stand-in for LPIPS: per-image mean absolute difference ``[N]``."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a - b).abs().flatten(1).mean(1)
+
+
+FAST = dict(batch_size=8, lr=1e-2, n_mean_latent=256, lpips_net=_L1(), channels=(8, 8, 16, 16), head_channels=8,
+            hidden=32, progress=False)
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def G():
+    return make_tiny_generator(size=32, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(G, one_thread):
+    return train_encoder(G, steps=STEPS, seed=3, mix_prob=0.0, w_noise=0.0, **FAST)
+
+
+def _images(G, n, seed=0):
+    z = torch.randn(n, G.style_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return G(z, noise="const").clamp(-1, 1)
+
+
+def test_training_reduces_the_loss(G, trained):
+    # held-out samples: G(E(x)) is closer to x than the untrained encoder's mean w is
+    z = torch.randn(64, G.style_dim, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        x = G(z, noise="const").clamp(-1, 1)
+        before = (G.synthesis(trained.w_mean.expand(64, G.n_latent, -1)).clamp(-1, 1) - x).abs().mean()
+        after = (G.synthesis(encode(trained, x)).clamp(-1, 1) - x).abs().mean()
+    assert float(after) < 0.85 * float(before)
+    h = trained.history
+    assert set(h) == {"total", "latent", "lpips", "mse", "extra"} and h["total"].shape == (STEPS,)
+    assert float(h["total"][-10:].mean()) < float(h["total"][:5].mean())
+    assert not trained.training and trained.w_mean.device.type == "cpu"
+    ta = trained.train_args
+    assert ta["steps"] == STEPS and ta["seed"] == 3 and ta["seconds"] > 0
+    assert ta["parameters"] == parameter_count(trained)
+    json.dumps(ta)  # stored in the file: JSON-like only
+
+
+def test_untrained_encoder_gives_the_mean_w(G):
+    E = Encoder(G.size, G.n_latent, G.style_dim, channels=(8, 8, 16, 16))
+    with torch.no_grad():
+        E.w_mean.normal_()
+    w = encode(E, _images(G, 3))
+    assert torch.equal(w, E.w_mean.expand(3, G.n_latent, -1))
+
+
+def test_encode_shapes_and_batch_independence(G, trained):
+    x = _images(G, 5, seed=1)
+    w = encode(trained, x)
+    assert w.shape == (5, G.n_latent, G.style_dim) and w.dtype == torch.float32
+    assert torch.allclose(encode(trained, x, batch_size=2), w, atol=1e-6)
+    assert torch.allclose(encode(trained, x[2]), w[2:3], atol=1e-6)  # a single [3, H, W] image
+    G.synthesis(w, noise="const")  # decodes
+    assert not trained.training
+
+
+def test_save_load_round_trip_is_bit_identical(G, trained, tmp_path):
+    path = save_encoder(trained, tmp_path / "e.pt")
+    E2 = load_encoder(path, generator=G)
+    sd1, sd2 = trained.state_dict(), E2.state_dict()
+    assert sd1.keys() == sd2.keys() and all(torch.equal(sd1[k], sd2[k]) for k in sd1)
+    assert E2.config == trained.config and E2.train_args == json.loads(json.dumps(trained.train_args))
+    x = _images(G, 4, seed=2)
+    assert torch.equal(encode(E2, x), encode(trained, x))
+    raw = torch.load(path, weights_only=True)  # a plain weights-only file
+    assert raw["format"] == "ddsutils-encoder-v1"
+
+
+def test_files_that_are_not_encoders_are_refused(G, trained, tmp_path):
+    # a generator checkpoint, random bytes, a missing file
+    gen_file = atomic_torch_save({"g_ema": G.state_dict()}, tmp_path / "g.pt")
+    with pytest.raises(EncoderError, match="not a ddsutils encoder file"):
+        load_encoder(gen_file)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00not a checkpoint" * 20)
+    with pytest.raises(EncoderError, match="not a PyTorch file"):
+        load_encoder(junk)
+    with pytest.raises(EncoderError, match="no such file"):
+        load_encoder(tmp_path / "missing.pt")
+    # an encoder file whose weights do not fit (an extra key), or are NaN
+    good = torch.load(save_encoder(trained, tmp_path / "e.pt"), weights_only=True)
+    extra = {**good, "state_dict": {**good["state_dict"], "extra.weight": torch.zeros(1)}}
+    atomic_torch_save(extra, tmp_path / "extra.pt")
+    with pytest.raises(EncoderError, match="strict load.*extra.weight"):
+        load_encoder(tmp_path / "extra.pt")
+    nan = {**good, "state_dict": {**good["state_dict"], "fc1.bias": torch.full_like(good["state_dict"]["fc1.bias"],
+                                                                                     float("nan"))}}
+    atomic_torch_save(nan, tmp_path / "nan.pt")
+    with pytest.raises(EncoderError, match="NaN"):
+        load_encoder(tmp_path / "nan.pt")
+    # an encoder for another generator
+    other = make_tiny_generator(size=16, seed=0)
+    with pytest.raises(EncoderError, match="16 px"):
+        load_encoder(tmp_path / "e.pt", generator=other)
+    with pytest.raises(EncoderError):
+        check_compatible(trained, other)
+
+
+def test_training_is_seeded_and_leaves_the_global_rng_alone(G, trained):
+    torch.manual_seed(12345)  # a global state that no seed-3 training would leave behind
+    state = torch.random.get_rng_state()
+    again = train_encoder(G, steps=STEPS, seed=3, mix_prob=0.0, w_noise=0.0, **FAST)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in trained.state_dict().items())
+    assert torch.equal(again.history["total"], trained.history["total"])
+    other = train_encoder(G, steps=2, seed=4, **FAST)
+    assert not torch.equal(other.fc1.weight, train_encoder(G, steps=2, seed=3, **FAST).fc1.weight)
+
+
+def test_extra_images_add_an_image_loss(G):
+    E = train_encoder(G, steps=3, seed=0, extra_images=_images(G, 6, seed=9), extra_batch_size=4, grey_prob=0.5,
+                      **FAST)
+    assert (E.history["extra"] > 0).all() and E.train_args["extra_images"] == 6
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    (dict(steps=0), "steps"), (dict(batch_size=0), "batch_size"), (dict(lr=0.0), "lr"), (dict(seed=-1), "seed"),
+    (dict(mix_prob=1.5), "mix_prob"), (dict(w_noise=float("nan")), "w_noise"), (dict(grey_prob=True), "grey_prob"),
+    (dict(latent_weight=0, lpips_weight=0, mse_weight=0), "latent_weight"),
+    (dict(extra_images=torch.zeros(2, 3, 16, 16)), "extra_images"),
+    (dict(extra_images=torch.full((2, 3, 32, 32), 200.0)), "extra_images"),
+    (dict(extra_images=torch.zeros(2, 3, 32, 32), lpips_weight=0, mse_weight=0), "extra_images"),
+    (dict(channels=()), "channels"),
+])
+def test_bad_training_arguments_are_refused_before_work(G, kwargs, argument, monkeypatch):
+    import ddsutils.core.backbones as backbones
+
+    monkeypatch.setattr(backbones, "lpips_model", lambda *a, **k: pytest.fail("work started"))
+    args = {**FAST, "lpips_net": "alex", "steps": 1, **kwargs}
+    with pytest.raises(UserError) as exc:
+        train_encoder(G, **args)
+    assert exc.value.argument == argument
+
+
+def test_bad_encode_arguments(G, trained):
+    with pytest.raises(UserError, match=r"\[N, 3, 32, 32\]"):
+        encode(trained, torch.zeros(2, 3, 16, 16))
+    with pytest.raises(UserError, match="NaN"):
+        encode(trained, torch.full((1, 3, 32, 32), float("nan")))
+    with pytest.raises(UserError, match="0..255"):
+        encode(trained, torch.full((1, 3, 32, 32), 255.0))
+    with pytest.raises(UserError) as exc:
+        encode(G, torch.zeros(1, 3, 32, 32))
+    assert exc.value.argument == "E"
