@@ -1,4 +1,5 @@
-"""The w+ encoder (ddsutils.core.encoder): tiny generators, a few training steps, files, refusals."""
+"""The w+ encoder (ddsutils.core.encoder) and its toy evaluation (ddsutils.toy.anchoring): tiny generators, a few
+training steps, files, refusals and a small end-to-end run."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from ddsutils.core.encoder import (Encoder, EncoderError, check_compatible, enco
                                    save_encoder, train_encoder)
 from ddsutils.core.errors import UserError
 from ddsutils.core.files import atomic_torch_save
+from ddsutils.toy import anchoring
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,3 +170,61 @@ def test_bad_encode_arguments(G, trained):
     with pytest.raises(UserError) as exc:
         encode(G, torch.zeros(1, 3, 32, 32))
     assert exc.value.argument == "E"
+
+
+# ----------------------------------------------------------------------------------------------------
+# ddsutils.toy.anchoring on 64 px tiny generators (an untrained encoder): the plumbing, not the numbers
+
+
+@pytest.fixture(scope="module")
+def toy_result(one_thread):
+    from ddsutils.toy import judges
+
+    gens = {s: make_tiny_generator(size=64, seed=i, style_dim=32) for i, s in enumerate(("natural", "sketch",
+                                                                                          "caricature"))}
+    E = Encoder(64, gens["natural"].n_latent, 32, channels=(8, 8, 8, 16, 16), hidden=16)
+    return anchoring.evaluate_anchoring(E, n=3, num_steps=2, refine_steps=1, batch_size=2, generators=gens,
+                                        style_encoders={"sketch": E}, parser=judges.load_judge("judge-parser-64"),
+                                        progress=False)
+
+
+def test_anchoring_rows_and_checks(toy_result):
+    res = toy_result
+    got = [(r["source"], r["method"]) for r in res["translation"]]
+    assert got == ([("sketch", m) for m in (*anchoring.METHODS, "anchored encoder", *anchoring.BASELINES)]
+                   + [("caricature", m) for m in (*anchoring.METHODS, *anchoring.BASELINES)])
+    assert [(r["target"], r["method"]) for r in res["pairs"]] == [
+        (t, m) for t in ("caricature", "sketch") for m in (*anchoring.METHODS, *anchoring.BASELINES)]
+    assert [r["method"] for r in res["reconstruction"]] == list(anchoring.METHODS)
+    for r in res["translation"] + res["pairs"]:
+        assert 0 <= r["lpips"] < 2 and (r["s_per_image"] is None) == (r["method"] in anchoring.BASELINES)
+        assert all(len(v) == 3 for v in r["per_image"].values())
+    assert set(res["checks"]) == {"sketch->natural", "caricature->natural"}
+    assert set(res["differences"]) == {"sketch->natural", "caricature->natural", "natural->caricature",
+                                       "natural->sketch"}
+    # the random identity is the true natural render of identity i - 1
+    truth = res["images"]["truth/natural"]
+    rid = next(r for r in res["translation"] if r["method"] == "random-identity")
+    from ddsutils.core.metrics import lpips_distance
+    assert rid["per_image"]["lpips"] == pytest.approx(
+        lpips_distance(truth.roll(1, 0), truth, net="alex").double().tolist())
+    text = anchoring.format_tables(json.loads(json.dumps(
+        {k: v for k, v in res.items() if k != "images"})))
+    assert "| sketch → natural | encoder |" in text and "faster than project" in text
+
+
+def test_anchoring_cli_refuses_before_work(tmp_path, capsys):
+    assert anchoring.main(["evaluate", "--encoder", str(tmp_path / "none.pt")]) == 2
+    assert "--encoder" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_text("hello")
+    assert anchoring.main(["evaluate", "--encoder", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--encoder" in err and "not a PyTorch file" in err
+    assert anchoring.main(["evaluate", "--encoder", str(bad), "--n", "1"]) == 2
+    assert "--n" in capsys.readouterr().err
+    assert anchoring.main(["evaluate", "--encoder", str(bad), "--style-encoder", "natural=x.pt"]) == 2
+    out = tmp_path / "e.pt"
+    out.write_bytes(b"")
+    assert anchoring.main(["train", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
