@@ -1,10 +1,12 @@
-"""``python -m ddsutils.dds run|evaluate``: the DDS command line; the API is :mod:`ddsutils.core.dds`.
+"""``python -m ddsutils.dds run|evaluate|photo|evaluate-inversion``: the DDS CLI (API: :mod:`ddsutils.core.dds`).
 
 ``run`` optimises N pairs of two generators and writes a run folder (PNGs, tensors, ``record.json``), with masks
 from a saved one-shot segmenter (``--segmenter``) or, in the toy world, one trained on one judge-parser label.
 ``evaluate`` scores every DDS mode on the toy zoo against its cells' ceilings (:func:`ddsutils.toy.scoring.evaluate`).
 Under ``torchrun --nproc_per_node=N`` both shard their latents over the N processes and gather the results, which
 rank 0 alone prints and writes (:mod:`ddsutils.core.distributed`).
+``photo`` puts your own image through DDS (:mod:`ddsutils.core.photo`); ``evaluate-inversion`` scores inversion and
+translation against the toy world's true renders (:mod:`ddsutils.toy.inversion`).
 ``from ddsutils import dds`` gives the same names as :mod:`ddsutils.core.dds` (``dds.optimise``, ...).
 """
 from __future__ import annotations
@@ -517,8 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     o.add_argument("--overwrite", action="store_true", help="replace an existing --out whole")
     o.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
+    from .toy import inversion
+
+    inversion.add_arguments(sub.add_parser("evaluate-inversion", help="toy world: invert held-out renders and score "
+                                           "the reconstruction and the translation against the true renders"))
     a = p.parse_args(argv)
-    return {"run": _run_cli, "evaluate": _evaluate_cli, "photo": _photo_cli}[a.cmd](a)
+    return {"run": _run_cli, "evaluate": _evaluate_cli, "photo": _photo_cli,
+            "evaluate-inversion": inversion.run_cli}[a.cmd](a)
 
 
 if __name__ == "__main__":
