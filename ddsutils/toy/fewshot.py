@@ -21,6 +21,8 @@ raw ``g`` (``source_weights="g"``, few-shot-gan-adaptation's choice; why: ``docs
 new patch heads, fresh optimisers. Deliberate differences from the released code: one noise draw shared by the
 source and target CDC passes (the loss is exactly zero at initialisation), one patch head per D/G step for real
 and fake alike, a vectorised anchor perturbation, per-step seeded random draws (exact resume), no ADA.
+``method="finetune"`` drops CDC, anchors and patch heads: plain fine-tuning of G and D (TransferGAN; with
+``freeze=("style",)`` the FC-FT of "I2I translation via pre-trained StyleGAN2").
 
 Used in: notebooks/08_fewshot_adaptation.ipynb; ``python -m ddsutils.zoo train``.
 """
@@ -39,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import imageio as viz
+from ..core.errors import UserError
 from .discriminator import Extra
 from ..core.stylegan2 import Generator
 from .train import (
@@ -185,7 +188,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
           device: str | torch.device = "auto", resume: bool = True, sample_every: int = 100,
           ckpt_every: int = 250, log_every: int = 10, keep_ckpts: int = 3, n_sample: int = 16,
           threads: int | None = None, progress: bool = True, freeze: Sequence[str] = (),
-          source_weights: str = "g_ema") -> Path:
+          source_weights: str = "g_ema", method: str = "cdc") -> Path:
     """Adapt a trained generator to a target style from ``n_shots`` images (cross-domain correspondence).
 
     Args:
@@ -217,6 +220,12 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
             with exactly ``G_source(z)``'s layout) or ``"g"`` (few-shot-gan-adaptation's choice, the raw
             generator; on the toy zoo its layouts differ from ``g_ema``'s, pairing IoU 0.45 / 0.56). The
             adapted ``g_ema`` always starts from the source's ``g_ema``.
+        method: ``"cdc"`` (default: the few-shot recipe above) or ``"finetune"``: every step is an image-level D
+            step on ordinary (style-mixed) latents and the generator loss is the adversarial loss alone, i.e. plain
+            StyleGAN2 fine-tuning of G and D from the source (TransferGAN). ``kl_wt=0`` alone is not that: it keeps
+            the anchor steps and the patch discriminator. Under ``"finetune"`` ``kl_wt``, ``feat_const_batch``,
+            ``subspace_freq``, ``subspace_std``, ``n_anchors`` and ``highp`` are unused (the patch heads are built
+            and saved untrained).
 
     Returns:
         Path of the last checkpoint. It has the train-checkpoint keys plus ``extra``, ``extra_optim``,
@@ -238,6 +247,10 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     freeze = tuple(str(f) for f in freeze)
     if source_weights not in ("g", "g_ema"):
         raise ValueError(f"source_weights must be 'g' or 'g_ema', got {source_weights!r}")
+    if method not in ("cdc", "finetune"):
+        raise UserError("must be 'cdc' (cross-domain correspondence) or 'finetune' (plain fine-tuning, TransferGAN)",
+                        argument="method", value=method)
+    cdc_on = method == "cdc"
     src_path = Path(source_ckpt)
     last = latest_checkpoint(out) if resume else None
     if last is not None:
@@ -281,6 +294,8 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         args["freeze"] = list(freeze)
     if source_weights != "g":  # likewise: runs from before the option started from "g"
         args["source_weights"] = source_weights
+    if not cdc_on:  # likewise: runs from before the option are CDC runs
+        args["method"] = method
     free = ("iters", "sample_every", "ckpt_every", "log_every", "keep_ckpts", "device", "threads", "n_sample",
             "source_ckpt")
 
@@ -376,7 +391,9 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
     r1_val = path_val = float("nan")
     t0, path = time.perf_counter(), last
     for i in bar:
-        anchor_step = i % subspace_freq == 0
+        # CDC: every subspace_freq-th step an anchor step (image-level D), patch D otherwise; finetune: image-level
+        anchor_step = cdc_on and i % subspace_freq == 0
+        image_level = anchor_step or not cdc_on
         gen = rng(seed, i, "shots")
         if batch <= n_shots:
             idx = torch.randperm(n_shots, generator=gen)[:batch]
@@ -395,7 +412,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         p = int(torch.randint(0, highp, (), generator=gen))
         with torch.no_grad():
             fake = G.synthesis(fake_latents(batch, anchor_step, gen), noise=G.make_noise(batch, generator=gen))
-        real_pred, fake_pred = disc(real, anchor_step, p), disc(fake, anchor_step, p)
+        real_pred, fake_pred = disc(real, image_level, p), disc(fake, image_level, p)
         d_loss = d_logistic_loss(real_pred, fake_pred)
         D.zero_grad(set_to_none=True)
         extra.zero_grad(set_to_none=True)
@@ -404,7 +421,7 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         e_optim.step()
         if r1 > 0 and d_reg_every > 0 and i % d_reg_every == 0:
             real_r = real.detach().requires_grad_(True)
-            pred = disc(real_r, anchor_step, p).reshape(batch, -1).mean(dim=1, keepdim=True)
+            pred = disc(real_r, image_level, p).reshape(batch, -1).mean(dim=1, keepdim=True)
             r1_loss = r1_penalty(pred, real_r)
             D.zero_grad(set_to_none=True)
             extra.zero_grad(set_to_none=True)
@@ -420,12 +437,15 @@ def adapt(source_ckpt: str | os.PathLike, *, target_style: str, out_dir: str | o
         gen = rng(seed, i, "g_fake")
         p = int(torch.randint(0, highp, (), generator=gen))
         fake = G.synthesis(fake_latents(batch, anchor_step, gen), noise=G.make_noise(batch, generator=gen))
-        g_adv = g_nonsaturating_loss(disc(fake, anchor_step, p))
-        gen = rng(seed, i, "cdc")
-        z = torch.randn(feat_const_batch, G.style_dim, generator=gen).to(dev)
-        layers = torch.randint(1, G.num_layers, (feat_const_batch,), generator=gen).tolist()
-        cdc = cdc_loss(g_source, G, z, layers=layers, noise=G.make_noise(feat_const_batch, generator=gen),
-                       kl_wt=kl_wt)
+        g_adv = g_nonsaturating_loss(disc(fake, image_level, p))
+        if cdc_on:
+            gen = rng(seed, i, "cdc")
+            z = torch.randn(feat_const_batch, G.style_dim, generator=gen).to(dev)
+            layers = torch.randint(1, G.num_layers, (feat_const_batch,), generator=gen).tolist()
+            cdc = cdc_loss(g_source, G, z, layers=layers, noise=G.make_noise(feat_const_batch, generator=gen),
+                           kl_wt=kl_wt)
+        else:  # plain fine-tuning: the adversarial loss alone
+            cdc = torch.zeros((), device=dev)
         G.zero_grad(set_to_none=True)
         (g_adv + cdc).backward()
         g_optim.step()
