@@ -198,7 +198,9 @@ def test_anchoring_rows_and_checks(toy_result):
     assert [r["method"] for r in res["reconstruction"]] == list(anchoring.METHODS)
     for r in res["translation"] + res["pairs"]:
         assert 0 <= r["lpips"] < 2 and (r["s_per_image"] is None) == (r["method"] in anchoring.BASELINES)
-        assert all(len(v) == 3 for v in r["per_image"].values())
+        assert 0 <= r["in_target"] <= 1 and all(len(v) == 3 for v in r["per_image"].values())
+    # the true render of the target style is (almost) all of that style for the domain judge
+    assert next(r for r in res["translation"] if r["method"] == "random-identity")["in_target"] > 0.9
     assert set(res["checks"]) == {"sketch->natural", "caricature->natural"}
     assert set(res["differences"]) == {"sketch->natural", "caricature->natural", "natural->caricature",
                                        "natural->sketch"}

@@ -10,10 +10,11 @@ and sends a sketch or caricature render into the natural domain three ways:
 - optionally ``anchored encoder``: the render's own style encoder, ``G_nat(E_S(x))`` (the paper's per-domain E).
 
 Each is compared with the TRUE natural render of the same identity (LPIPS-alex; IoU of the judge parser's
-``eyes_nose_mouth`` and ``hair`` masks), next to ``random-identity`` (the natural render of another identity),
-``random-latent`` (``G_nat(w(z))``) and ``input`` (the render itself). Natural renders are also reconstructed by
-the three methods, and the pair route ``G_T(E_nat(natural render))`` is scored against the true ``T`` render.
-Seconds per image are wall time per batch (encode + synthesis, or the projection), at the caller's thread count.
+``eyes_nose_mouth`` and ``hair`` masks; share of pixels the domain judge calls natural), next to
+``random-identity`` (another identity's natural render), ``random-latent`` (``G_nat(w(z))``) and ``input`` (the
+render itself). Natural renders are also reconstructed by the three methods, and the pair route
+``G_T(E_nat(natural render))`` is scored against the true ``T`` render. Seconds per image are wall time per batch
+(encode + synthesis, or the projection), at the caller's thread count.
 
     python -m ddsutils.toy.anchoring train --out runs/anchoring/encoder-natural.pt
     python -m ddsutils.toy.anchoring evaluate --encoder runs/anchoring/encoder-natural.pt --n 32 \\
@@ -152,6 +153,7 @@ def evaluate_anchoring(
     style_encoders: Mapping[str, Any] | None = None,
     generators: Mapping[str, Any] | None = None,
     parser: Any = None,
+    domain_judge: Any = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -177,6 +179,7 @@ def evaluate_anchoring(
             ``G_nat(E_S(x_S))`` for those sources.
         generators: ``{style: Generator}`` (default: the committed ``toy-<style>-64``).
         parser: the part parser (default the committed ``judge-parser-64``).
+        domain_judge: the per-pixel style judge (default the committed ``judge-domain-64``).
         device: where the encoders, generators and projections run (scores on the CPU).
         progress: progress bars and status lines.
 
@@ -185,8 +188,9 @@ def evaluate_anchoring(
         (all but ``images`` JSON-ready after :func:`ddsutils.toy.scoring.to_json`):
 
         - ``reconstruction``: rows ``{"method", "lpips", "ssim", "psnr", "s_per_image", "per_image"}``;
-        - ``translation`` / ``pairs``: rows ``{"source", "target", "method", "lpips", "iou_<mask>",
-          "s_per_image" (methods only), "per_image"}``; IoU means leave out images where both masks are empty;
+        - ``translation`` / ``pairs``: rows ``{"source", "target", "method", "lpips", "iou_<mask>", "in_target"
+          (the share of pixels the domain judge gives the target style), "s_per_image" (methods only),
+          "per_image"}``; IoU means leave out images where both masks are empty;
         - ``differences``: :func:`paired_differences` of ``encoder`` against ``random-identity``;
         - ``checks``: per translation ``"S->natural"``, whether the encoder's mean IoU beats the random identity's
           on each mask (the acceptance criterion), and its speed-up over ``project``;
@@ -225,6 +229,9 @@ def evaluate_anchoring(
         check_compatible(E_s, gens[s], argument="style_encoders")
     parser_name = "judge-parser-64" if parser is None else "given"
     parser = parser if parser is not None else cli.load(None, None, lambda _: judges.load_judge("judge-parser-64"))
+    domain_name = "judge-domain-64" if domain_judge is None else "given"
+    domain_judge = domain_judge if domain_judge is not None else cli.load(
+        None, None, lambda _: judges.load_judge("judge-domain-64"))
     cli.load(None, None, lambda _: core_dds._backbone_weight_files("lpips-alex"))
     lpips_module = _cached_lpips("alex", "0.1", str(dev))
     bars = cli.no_progress(progress)
@@ -248,9 +255,12 @@ def evaluate_anchoring(
         d = lpips(img, truth[tgt])
         pm = parts(img)
         ious = {m: mask_iou(pm[m], true_parts[tgt][m]) for m in PART_MASKS}
+        styles_px = judges.predict_styles(domain_judge, img.cpu())
+        share = (styles_px == toyworld.STYLES.index(tgt)).double().flatten(1).mean(1)
         return {"source": src, "target": tgt, "method": method, "lpips": _mean(d),
-                **{f"iou_{m}": _mean(v) for m, v in ious.items()}, "s_per_image": secs,
-                "per_image": {"lpips": _floats(d), **{f"iou_{m}": _floats(v) for m, v in ious.items()}}}
+                **{f"iou_{m}": _mean(v) for m, v in ious.items()}, "in_target": _mean(share), "s_per_image": secs,
+                "per_image": {"lpips": _floats(d), **{f"iou_{m}": _floats(v) for m, v in ious.items()},
+                              "in_target": _floats(share)}}
 
     def timed_batches(fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, float]:
         """``fn`` on batches of ``batch_size``: (concatenated w+, wall seconds per image)."""
@@ -331,6 +341,7 @@ def evaluate_anchoring(
     config = {"n": n, "seed": seed, "random_latent_seed": seed + 1, "styles": styles, "pair_targets": pair_targets,
               "num_steps": num_steps, "refine_steps": refine_steps, "batch_size": batch_size, "lr": lr,
               "latent_space": "w+", "mse_weight": 1.0, "lpips": "alex", "parser": parser_name,
+              "domain_judge": domain_name,
               "part_masks": list(PART_MASKS), "style_encoders": sorted(style_encoders), "device": str(dev),
               "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     return {"config": config, "encoder": E_info, "reconstruction": reconstruction, "translation": translation,
@@ -393,13 +404,13 @@ def format_tables(result: Mapping[str, Any]) -> str:
                        ("pairs", "Pair route natural → T through E_nat's latent against the true T render")):
         if not result[key]:
             continue
-        out += ["", f"{title} (IoU: judge parser masks):", "",
-                "| S → T | method | LPIPS-alex ↓ | IoU eyes/nose/mouth ↑ | IoU hair ↑ | s / image |",
-                "|---|---|---:|---:|---:|---:|"]
+        out += ["", f"{title} (IoU: judge parser masks; in T: share of pixels the domain judge gives T):", "",
+                "| S → T | method | LPIPS-alex ↓ | IoU eyes/nose/mouth ↑ | IoU hair ↑ | in T ↑ | s / image |",
+                "|---|---|---:|---:|---:|---:|---:|"]
         for r in result[key]:
             out.append(f"| {r['source']} → {r['target']} | {names.get(r['method'], r['method'])} | "
                        f"{f(r['lpips'], '.3f')} | {f(r['iou_eyes_nose_mouth'], '.3f')} | {f(r['iou_hair'], '.3f')} | "
-                       f"{f(r['s_per_image'], '.3f')} |")
+                       f"{f(r.get('in_target'), '.2f')} | {f(r['s_per_image'], '.3f')} |")
     out += ["", "Encoder − random identity, paired per image (mean ± standard error; LPIPS < 0 and IoU > 0 favour the "
             "encoder):", "", "| S → T | Δ LPIPS-alex | Δ IoU eyes/nose/mouth | Δ IoU hair |", "|---|---:|---:|---:|"]
     for pair, cell in result["differences"].items():
