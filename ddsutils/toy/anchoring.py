@@ -363,22 +363,9 @@ def paired_differences(result: Mapping[str, Any], *, method: str = "encoder", ba
 
     Works on :func:`evaluate_anchoring`'s result or its JSON (``translation`` and ``pairs`` rows' ``per_image``).
     """
-    rows = {(r["source"], r["target"], r["method"]): r for key in ("translation", "pairs") for r in result[key]}
-    out: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for (src, tgt, m), row in rows.items():
-        if m != method or (src, tgt, baseline) not in rows:
-            continue
-        cell = {}
-        for key in ("lpips", *(f"iou_{p}" for p in PART_MASKS)):
-            pairs = [(a, b) for a, b in zip(row["per_image"][key], rows[(src, tgt, baseline)]["per_image"][key])
-                     if a is not None and b is not None and a == a and b == b]
-            d = [a - b for a, b in pairs]
-            k = len(d)
-            mu = sum(d) / k if k else float("nan")
-            se = (sum((v - mu) ** 2 for v in d) / (k - 1) / k) ** 0.5 if k > 1 else float("nan")
-            cell[key] = (mu, se, k)
-        out[f"{src}->{tgt}"] = cell
-    return out
+    from .inversion import paired_differences as differences
+
+    return differences(result, method=method, baseline=baseline)
 
 
 def format_tables(result: Mapping[str, Any]) -> str:

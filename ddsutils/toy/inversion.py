@@ -255,17 +255,19 @@ def evaluate_inversion(
             "images": images}
 
 
-def paired_differences(result: Mapping[str, Any], *, baseline: str = "random-latent"
+def paired_differences(result: Mapping[str, Any], *, baseline: str = "random-latent", method: str = "inversion"
                        ) -> dict[str, dict[str, tuple[float, float, int]]]:
-    """Per pair ``"S->T"`` and score, the paired per-image difference inversion − ``baseline``: ``(mean, standard
+    """Per pair ``"S->T"`` and score, the paired per-image difference ``method`` − ``baseline``: ``(mean, standard
     error, images)``; images where either value is NaN / null are left out (fewer than two: NaN error).
+    Rows come from ``result["translation"]`` and, when present, ``result["pairs"]``.
 
     Works on :func:`evaluate_inversion`'s result or its JSON (it reads the rows' ``per_image`` lists).
     """
-    rows = {(r["source"], r["target"], r["method"]): r for r in result["translation"]}
+    rows = {(r["source"], r["target"], r["method"]): r
+            for key in ("translation", "pairs") for r in result.get(key, [])}
     out: dict[str, dict[str, tuple[float, float, int]]] = {}
-    for (src, tgt, method), row in rows.items():
-        if method != "inversion" or (src, tgt, baseline) not in rows:
+    for (src, tgt, m), row in rows.items():
+        if m != method or (src, tgt, baseline) not in rows:
             continue
         cell = {}
         for key in ("lpips", *(f"iou_{m}" for m in PART_MASKS)):
