@@ -215,6 +215,21 @@ def test_anchoring_rows_and_checks(toy_result):
     assert "| sketch → natural | encoder |" in text and "faster than project" in text
 
 
+def test_translation_images_rows(toy_result, tmp_path):
+    im = toy_result["images"]
+    images, labels = anchoring.translation_images(toy_result, k=2)
+    assert labels == ["sketch input", "natural truth", *anchoring.METHODS, "anchored encoder",
+                      "caricature input", "natural truth", *anchoring.METHODS]
+    assert images.shape == (2 * len(labels), 3, 64, 64)
+    rows = images.reshape(len(labels), 2, 3, 64, 64)
+    assert torch.equal(rows[0], im["truth/sketch"][:2]) and torch.equal(rows[1], im["truth/natural"][:2])
+    assert torch.equal(rows[2], im["encoder/sketch->natural"][:2])
+    assert torch.equal(rows[5], im["anchored encoder/sketch->natural"][:2])
+    assert torch.equal(rows[-1], im["project/caricature->natural"][:2])
+    assert anchoring.translation_images(toy_result, k=50)[0].shape[0] == 3 * len(labels)  # at most n
+    assert anchoring._grid(toy_result, tmp_path / "g.png", k=2).stat().st_size > 100
+
+
 def test_anchoring_cli_refuses_before_work(tmp_path, capsys):
     assert anchoring.main(["evaluate", "--encoder", str(tmp_path / "none.pt")]) == 2
     assert "--encoder" in capsys.readouterr().err

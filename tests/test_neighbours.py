@@ -140,6 +140,20 @@ def test_swap_curve_ends_at_the_source(monkeypatch, tmp_path: Path):
     assert png.stat().st_size > 100
 
 
+def test_swap_images_are_the_source_then_each_level():
+    G_s = make_tiny_generator(seed=0)
+    G_t = _perturbed_synthesis(G_s)
+    images, labels = neighbourhood.swap_images(G_s, G_t, n=3, seed=5)
+    assert labels == ["G_s", "l=0", "l=1", "l=2", "l=3"] and images.shape == (15, 3, 32, 32)
+    z = _z(3, seed=5)
+    assert torch.equal(images[:3], nb.sample_images(G_s, z))  # row 0: the source
+    assert torch.equal(images[3:6], nb.sample_images(G_t, z))  # l = 0: G_t itself
+    S2 = nb.layer_swap(G_s, G_t, resolutions=(8, 16))
+    assert torch.equal(images[9:12], nb.sample_images(S2, z))  # l = 2: 8 and 16 px from G_s
+    images, labels = neighbourhood.swap_images(G_s, G_t, levels=[3], n=2)
+    assert labels == ["G_s", "l=3"] and images.shape[0] == 4
+
+
 # -- adaptation baselines -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -192,6 +206,55 @@ def test_adapt_fc_ft_holds_the_mapping_network(tmp_path: Path, micro_source: Pat
     style = [k for k in ck["g"] if k.startswith("style.")]
     assert style and all(torch.equal(ck["g"][k], src[k]) for k in style)
     assert any(not torch.equal(ck["g"][k], src[k]) for k in ck["g"] if k.startswith("convs."))
+
+
+def test_adapt_baselines_passes_ema_kimg(tmp_path: Path, micro_source: Path, monkeypatch):
+    seen = []
+
+    def fake_adapt(src, *, out_dir, **kw):  # record the settings; a checkpoint of the source is the "result"
+        seen.append(kw)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        (Path(out_dir) / "log.jsonl").write_text('{"iter": %d, "sec_per_iter": 0.5}\n' % kw["iters"])
+        return micro_source
+
+    import ddsutils.toy.fewshot as fewshot
+    monkeypatch.setattr(fewshot, "adapt", fake_adapt)
+    (tmp_path / "source").mkdir()
+    (tmp_path / "source" / "source.pt").write_bytes(micro_source.read_bytes())
+    out = neighbourhood.adapt_baselines(methods=["finetune", "cdc"], runs=tmp_path, d_steps=2, iters=3,
+                                       ema_kimg=0.05, progress=False)
+    assert [kw["ema_kimg"] for kw in seen] == [0.05, 0.05] and [kw["iters"] for kw in seen] == [3, 3]
+    assert [kw["method"] for kw in seen] == ["finetune", "cdc"] and list(out["runs"]) == ["finetune", "cdc"]
+    assert out["runs"]["cdc"]["settings"]["ema_kimg"] == 0.05 and Path(out["runs"]["cdc"]["file"]).is_file()
+    seen.clear()
+    neighbourhood.adapt_baselines(methods=["cdc"], runs=tmp_path, d_steps=2, progress=False)
+    assert "ema_kimg" not in seen[0]  # adapt's own default (few-shot's half-life)
+    with pytest.raises(UserError, match="^ema_kimg:"):
+        neighbourhood.adapt_baselines(runs=tmp_path, d_steps=2, ema_kimg=0.0, progress=False)
+
+
+def test_baseline_generators_and_their_table(monkeypatch):
+    _stub_judges(monkeypatch)
+    loaded = []
+
+    def fake_load(spec, device="cpu"):
+        loaded.append(spec)
+        return make_tiny_generator(seed=len(loaded))
+
+    monkeypatch.setattr(neighbourhood, "load_generator", fake_load)
+    trained = {"runs": {"finetune": {"file": "ft.pt", "seconds": 12.3}, "fc-ft": {"file": "fc.pt", "seconds": 7.0}}}
+    gens = neighbourhood.baseline_generators(trained, target="sketch")
+    assert list(gens) == ["natural (source, not adapted)", "toy-sketch-64 (committed CDC)", "TransferGAN (plain FT)",
+                          "FC-FT (mapping frozen)"]
+    assert loaded == ["toy-natural-64", "toy-sketch-64", "ft.pt", "fc.pt"]
+    with pytest.raises(UserError, match="^target:"):
+        neighbourhood.baseline_generators(trained, target="anime")
+    scores = neighbourhood.score_generators(gens, source=gens["natural (source, not adapted)"], target_style="sketch",
+                                            n=4, parser=object(), domain=object(), fd_fn=lambda a, b: 1.0,
+                                            progress=False)
+    table = neighbourhood.format_baselines(scores, trained)
+    assert "| generator | training s |" in table and "| TransferGAN (plain FT) | 12 |" in table
+    assert "| FC-FT (mapping frozen) | 7 |" in table and "| toy-sketch-64 (committed CDC) |  |" in table
 
 
 def test_cli_refuses_bad_arguments_before_work(capsys):

@@ -36,7 +36,7 @@ from torch import Tensor
 from ..core import cli
 
 __all__ = ["DEFAULT_SEED", "RENDER_SEED", "PART_MASKS", "METHODS", "BASELINES", "train", "evaluate_anchoring",
-           "paired_differences", "format_tables", "main"]
+           "paired_differences", "format_tables", "translation_images", "main"]
 
 #: Identity seed of the held-out renders: the identities of :mod:`ddsutils.toy.inversion` (so its tables compare).
 #: Far from every seed anything was trained on: the judges 0 ... 8003, the few-shot shots 2022, toy-natural-64's
@@ -412,17 +412,39 @@ def format_tables(result: Mapping[str, Any]) -> str:
     return "\n".join(out + [""] + [f"- {x}" for x in lines])
 
 
-def _grid(result: Mapping[str, Any], path: Path, *, k: int = 8) -> Path:
-    """A PNG of the first ``k`` identities: per translated style, the input, the truth and each method's image."""
-    from . import toyworld
+def translation_images(result: Mapping[str, Any], *, k: int = 8) -> tuple[Tensor, list[str]]:
+    """The translations of the first ``k`` identities as rows of images, and a label per row.
 
+    Per translated style ``S`` (``config["styles"]``, in order): the input (the true ``S`` render), the truth (the
+    true natural render of the same identity), then each method's translation into natural (:data:`METHODS`, then
+    ``anchored encoder`` where evaluated).
+
+    Args:
+        result: :func:`evaluate_anchoring`'s result (with ``images``).
+        k: identities per row (at most ``config["n"]``).
+
+    Returns:
+        ``(images [rows * k, 3, H, W] in [-1, 1], labels)``: tile with ``nrow=k``; ``labels[i]`` names row ``i``
+        (``"caricature input"``, ``"natural truth"``, ``"encoder"``, ...).
+    """
     im, cfg = result["images"], result["config"]
-    k = min(k, cfg["n"])
-    rows = []
+    k = min(cli.positive_int(k, "k"), cfg["n"])
+    rows, labels = [], []
     for s in cfg["styles"]:
         rows += [im[f"truth/{s}"][:k], im["truth/natural"][:k]]
-        rows += [im[key][:k] for key in (f"{m}/{s}->natural" for m in (*METHODS, "anchored encoder")) if key in im]
-    return toyworld.save_grid(torch.cat(rows), path, nrow=k, scale=2)
+        labels += [f"{s} input", "natural truth"]
+        keys = [(m, f"{m}/{s}->natural") for m in (*METHODS, "anchored encoder")]
+        rows += [im[key][:k] for _, key in keys if key in im]
+        labels += [m for m, key in keys if key in im]
+    return torch.cat(rows), labels
+
+
+def _grid(result: Mapping[str, Any], path: Path, *, k: int = 8) -> Path:
+    """A PNG of :func:`translation_images` (the first ``k`` identities)."""
+    from . import toyworld
+
+    images, _ = translation_images(result, k=k)
+    return toyworld.save_grid(images, path, nrow=min(k, result["config"]["n"]), scale=2)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ fine-tuning with the mapping network frozen (FC-FT) and the layer swap ``S(G_t, 
     python -m ddsutils.toy.neighbourhood adapt-baselines --target caricature --n 1000
 
 Adapted checkpoints and exports live under ``runs/neighbourhood/`` (not committed). Measurements:
-``docs/neighbourhood.md``.
+``docs/neighbourhood.md``; a walk-through at small sizes: ``notebooks/10_neighbourhood.ipynb``.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ from ..core.paths import runs_dir
 from ..core.stylegan2 import Generator, load_generator
 
 __all__ = ["BASELINES", "TARGETS", "baseline_settings", "distance_table", "score_generators", "swap_generators",
-           "swap_curve", "swap_grid", "warm_start_source", "adapt_baselines", "format_distance_table",
-           "format_scores", "main"]
+           "swap_curve", "swap_images", "swap_grid", "warm_start_source", "adapt_baselines", "baseline_generators",
+           "format_distance_table", "format_scores", "format_baselines", "main"]
 
 #: Target styles of the zoo (the source is always ``natural``).
 TARGETS = ("sketch", "caricature")
@@ -255,9 +255,28 @@ def swap_curve(G_s: Generator, G_t: Generator, *, target_style: str, levels: Seq
 
 
 @torch.no_grad()
+def swap_images(G_s: Generator, G_t: Generator, *, levels: Sequence[int] | None = None, n: int = 8,
+                seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """The swap curve's images: ``G_s(z)``, then ``S(G_t, l)(z)`` for each level; ``n`` images per row.
+
+    Args:
+        G_s, G_t: source and adapted generator; levels: as in :func:`swap_generators` (default ``0 … all``).
+        n: latents (columns), ``torch.randn(n, D)`` seeded by ``seed``; constant noise, ψ = 1.
+
+    Returns:
+        ``(images [(1 + len(levels)) * n, 3, H, W] in [-1, 1] on the CPU, labels)``: row by row (tile with
+        ``nrow=n``); the labels name the rows (``"G_s"``, ``"l=0"``, ...).
+    """
+    cli.positive_int(n, "grid_n")
+    z = torch.randn(n, G_s.style_dim, generator=torch.Generator().manual_seed(seed))
+    gens = swap_generators(G_s, G_t, levels=levels)
+    rows = [sample_images(G_s, z)] + [sample_images(G, z) for G in gens.values()]
+    return torch.cat(rows), ["G_s", *gens]
+
+
 def swap_grid(G_s: Generator, G_t: Generator, path: str | Path, *, levels: Sequence[int] | None = None, n: int = 8,
               seed: int = 0) -> Path:
-    """PNG of the swap curve: first row ``G_s(z)``, then one row per level ``S(G_t, l)(z)``; columns ``z``.
+    """PNG of :func:`swap_images`: first row ``G_s(z)``, then one row per level ``S(G_t, l)(z)``; columns ``z``.
 
     Args:
         G_s, G_t: source and adapted generator; path: output ``.png``; levels: as in :func:`swap_generators`.
@@ -266,10 +285,7 @@ def swap_grid(G_s: Generator, G_t: Generator, path: str | Path, *, levels: Seque
     Returns:
         The written path (64 px images upscaled 2x).
     """
-    cli.positive_int(n, "grid_n")
-    z = torch.randn(n, G_s.style_dim, generator=torch.Generator().manual_seed(seed))
-    rows = [sample_images(G_s, z)] + [sample_images(G, z) for G in swap_generators(G_s, G_t, levels=levels).values()]
-    return viz.save_png(torch.cat(rows), path, nrow=n, scale=2)
+    return viz.save_png(swap_images(G_s, G_t, levels=levels, n=n, seed=seed)[0], path, nrow=n, scale=2)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -375,8 +391,9 @@ def warm_start_source(generator: str | Path = "toy-natural-64", out: str | Path 
 
 
 def adapt_baselines(*, target: str = "caricature", methods: Sequence[str] = tuple(BASELINES),
-                    runs: str | Path | None = None, d_steps: int = 500, iters: int | None = None, seed: int = 0,
-                    threads: int | None = None, progress: bool = True) -> dict[str, Any]:
+                    runs: str | Path | None = None, d_steps: int = 500, iters: int | None = None,
+                    ema_kimg: float | None = None, seed: int = 0, threads: int | None = None,
+                    progress: bool = True) -> dict[str, Any]:
     """Warm-start the source checkpoint (once) and run (or resume) each baseline adaptation, then export it.
 
     Args:
@@ -386,6 +403,9 @@ def adapt_baselines(*, target: str = "caricature", methods: Sequence[str] = tupl
             folder, a checkpoint every 100 steps, all kept) and ``toy-<target>-64-<method>.pt`` (the export).
         d_steps: discriminator warm-up steps of :func:`warm_start_source` (an existing source must match).
         iters: adaptation steps (default the zoo recipe's for the target).
+        ema_kimg: EMA half-life of the exported generator in thousands of images (default ``adapt``'s, few-shot's
+            1.25, for runs of a thousand steps and more; a run of tens of steps needs a short one, e.g. 0.05, or
+            the export still looks like the source).
         seed, threads, progress: passed to ``adapt``.
 
     Returns:
@@ -400,6 +420,8 @@ def adapt_baselines(*, target: str = "caricature", methods: Sequence[str] = tupl
     cli.positive_int(d_steps, "--d-steps")
     if iters is not None:
         cli.positive_int(iters, "--iters")
+    if ema_kimg is not None:
+        cli.float_arg(ema_kimg, "ema_kimg", min=0, min_open=True)
     if threads is not None:
         cli.positive_int(threads, "--threads")
         torch.set_num_threads(int(threads))
@@ -421,6 +443,8 @@ def adapt_baselines(*, target: str = "caricature", methods: Sequence[str] = tupl
         kw = baseline_settings(m, target)
         if iters is not None:
             kw["iters"] = iters
+        if ema_kimg is not None:
+            kw["ema_kimg"] = ema_kimg
         run = runs / f"{target}-{m}"
         say(f"adapting natural -> {target} with {m}: {kw['iters']} steps (resumes from {run})")
         ck = adapt(src, out_dir=run, seed=seed, device="cpu", threads=threads, progress=progress, sample_every=100,
@@ -431,6 +455,33 @@ def adapt_baselines(*, target: str = "caricature", methods: Sequence[str] = tupl
         out["runs"][m] = {"file": str(dst), "checkpoint": str(ck), "iters": steps, "seconds": round(secs, 1),
                           "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in kw.items()}}
     return out
+
+
+def baseline_generators(trained: Mapping[str, Any], *, target: str = "caricature",
+                        device: str | torch.device = "cpu") -> dict[str, Generator]:
+    """The generators the adaptation baselines are scored with, labelled as in the tables.
+
+    Args:
+        trained: :func:`adapt_baselines`' result (its ``runs`` rows' ``file``).
+        target: the target style of those runs.
+        device: where the generators are loaded.
+
+    Returns:
+        ``{"natural (source, not adapted)": toy-natural-64, "toy-<target>-64 (committed CDC)": the committed
+        generator, then one entry per run: "CDC (zoo recipe, re-run)", "TransferGAN (plain FT)", "FC-FT (mapping
+        frozen)"}``, in ``trained``'s order.
+    """
+    cli.choice(target, "target", TARGETS, what="target style")
+    gens = {"natural (source, not adapted)": load_generator("toy-natural-64", device=device),
+            f"toy-{target}-64 (committed CDC)": load_generator(f"toy-{target}-64", device=device)}
+    gens.update({_LABELS[m]: load_generator(r["file"], device=device) for m, r in trained["runs"].items()})
+    return gens
+
+
+def format_baselines(scores: Mapping[str, Any], trained: Mapping[str, Any]) -> str:
+    """:func:`format_scores` of :func:`baseline_generators`' scores with each run's logged training seconds."""
+    secs = {_LABELS[m]: {"training s": f"{r['seconds']:.0f}"} for m, r in trained["runs"].items()}
+    return format_scores(scores, extra=secs, extra_head=["training s"])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -550,16 +601,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.no_score:
         _write_json(trained, json_path)
         return 0
-    G_s = load_generator("toy-natural-64")
-    gens = {"natural (source, not adapted)": G_s, f"toy-{args.target}-64 (committed CDC)":
-            load_generator(f"toy-{args.target}-64")}
-    gens.update({_LABELS[m]: load_generator(r["file"]) for m, r in trained["runs"].items()})
-    res = score_generators(gens, source=G_s, target_style=args.target, n=args.n, seed=args.seed,
+    gens = baseline_generators(trained, target=args.target)
+    res = score_generators(gens, source=next(iter(gens.values())), target_style=args.target, n=args.n, seed=args.seed,
                            batch_size=args.batch_size, progress=progress)
     res.pop("images")
-    secs = {_LABELS[m]: {"training s": f"{r['seconds']:.0f}"} for m, r in trained["runs"].items()}
     print()
-    print(format_scores(res, extra=secs, extra_head=["training s"]))
+    print(format_baselines(res, trained))
     _write_json({"trained": trained, "scores": res}, json_path)
     return 0
 
