@@ -60,6 +60,7 @@ RUN_LIST: tuple[str, ...] = (
     "07_baselines",
     "08_fewshot_adaptation",
     "09_your_own_image",
+    "10_neighbourhood",
 )
 #: Regenerates the paper figures from ``runs/<profile>/`` results (``make figures``); not in the run list.
 FIGURES_NOTEBOOK = "90_paper_figures"

@@ -20,7 +20,7 @@ render itself). Natural renders are also reconstructed by the three methods, and
     python -m ddsutils.toy.anchoring evaluate --encoder runs/anchoring/encoder-natural.pt --n 32 \\
         --json runs/anchoring/evaluate.json
 
-Used in: docs/anchoring.md.
+Used in: docs/anchoring.md, notebooks/10_neighbourhood.ipynb.
 """
 from __future__ import annotations
 
