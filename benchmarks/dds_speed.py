@@ -9,7 +9,10 @@ has no iterations: its row times one blended synthesis of the batch ("s/img full
 Refine mode uses its default LPIPS-alex (AlexNet weights from the cache).
 
     python benchmarks/dds_speed.py [--device cpu|cuda|auto] [--json PATH] [--configs toy-64 rosinality-256]
-        [--modes reference paper release blend refine] [--precisions fp32 bf16 tf32] [--batches 1 8]
+        [--modes reference paper release blend refine] [--precisions fp32 bf16 tf32] [--batches 1 8] [--compile]
+
+``--compile`` adds a row with ``compile=True`` (:func:`torch.compile` of each step's forward pass) after each
+eager row of the paper / release / refine modes; its warm-up step (the compilation) is reported as "warm-up s".
 
 With ``reference`` among the modes, each row also prints its time per image-iteration ÷ the reference loop's
 (same config and batch, measured in the same run).
@@ -93,7 +96,7 @@ def _reference_loop(G, z, y, *, steps: int, bw: str, dev):
 
 
 def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_steps: int,
-             precision: str = "fp32") -> dict:
+             precision: str = "fp32", compile: bool = False) -> dict:
     import torch
 
     from ddsutils.core import dds, weights
@@ -116,12 +119,14 @@ def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_ste
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         wall = _reference_loop(G_t, z, y, steps=steps, bw=bw, dev=dev)
-        per_iter, precision = wall / (steps * batch), "fp32"
+        per_iter, precision, warm = wall / (steps * batch), "fp32", None
         per_image = per_iter * full_steps
     else:
         common = dict(z_star=z, y_s=y, y_t=y, mode=mode, backbone_weights=bw, snapshot_every=None, device=dev,
-                      progress=False, n_mean_latent=1000, precision=precision)
-        dds.optimise(G_s, G_t, num_steps=1, **common)  # warm-up (and backbone/weights load)
+                      progress=False, n_mean_latent=1000, precision=precision, compile=compile)
+        t = time.perf_counter()
+        dds.optimise(G_s, G_t, num_steps=1, **common)  # warm-up (backbone / weights load, compilation)
+        warm = time.perf_counter() - t
         if dev.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -135,7 +140,7 @@ def _measure(name: str, batch: int, mode: str, device: str, steps: int, full_ste
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {"config": name, "weights": kind, "backbone_weights": bw, "mode": mode, "precision": precision,
-            "batch": batch,
+            "compile": compile, "warmup_s": None if warm is None else round(warm, 1), "batch": batch,
             "device": str(dev), "steps_timed": steps, "wall_s": round(wall, 2),
             "s_per_image_iter": None if mode == "blend" else round(per_iter, 4),
             "s_per_image_full_run": round(per_image, 4 if mode == "blend" else 1),
@@ -155,25 +160,28 @@ def main() -> None:
     p.add_argument("--batches", nargs="*", type=int, default=None, help="default: 8 1 at 64 px, 1 2 at 256 px")
     p.add_argument("--steps", type=int, default=None, help="timed iterations (default 20 at 64 px, 2 at 256 px on CPU)")
     p.add_argument("--full-steps", type=int, default=None, help="iterations of a full run (default 200 / 1000)")
-    p.add_argument("--_child", nargs=4, help=argparse.SUPPRESS)
+    p.add_argument("--compile", action="store_true", help="also rows with torch.compile (paper / release / refine)")
+    p.add_argument("--_child", nargs=5, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a._child:
-        name, batch, mode, precision = a._child
+        name, batch, mode, precision, comp = a._child
         big = name != "toy-64"
         steps = a.steps or (2 if big else 20)
         full = a.full_steps or (1000 if big else 200)
-        print(json.dumps(_measure(name, int(batch), mode, a.device, steps, full, precision)))
+        print(json.dumps(_measure(name, int(batch), mode, a.device, steps, full, precision, comp == "1")))
         return
-    print(f"{'config':<15}{'weights':>8}{'mode':>10}{'prec':>6}{'batch':>6}{'device':>7}{'s/img-iter':>12}"
-          f"{'s/img full':>12}{'':>10}{'peak MiB':>10}{'÷ reference':>13}")
+    print(f"{'config':<15}{'weights':>8}{'mode':>10}{'prec':>6}{'compile':>8}{'batch':>6}{'device':>7}"
+          f"{'s/img-iter':>12}{'s/img full':>12}{'':>10}{'warm-up s':>10}{'peak MiB':>10}{'÷ reference':>13}")
     rows = []
     for name in a.configs:
         for batch in a.batches or CONFIGS[name][1]:
             reference = None  # the reference loop's row of this config and batch, when measured (run it first)
             for mode in sorted(a.modes, key=lambda m: m != "reference"):
-                for precision in (["fp32"] if mode == "reference" else a.precisions):
+                compiles = [False, True] if a.compile and mode in ("paper", "release", "refine") else [False]
+                for precision, comp in [(pr, c) for pr in (["fp32"] if mode == "reference" else a.precisions)
+                                        for c in compiles]:
                     cmd = [sys.executable, __file__, "--device", a.device, "--_child", name, str(batch), mode,
-                           precision]
+                           precision, str(int(comp))]
                     if a.steps:
                         cmd += ["--steps", str(a.steps)]
                     if a.full_steps:
@@ -181,7 +189,7 @@ def main() -> None:
                     out = subprocess.run(cmd, capture_output=True, text=True)
                     if out.returncode != 0:
                         print(out.stderr[-2000:], file=sys.stderr)
-                        raise SystemExit(f"benchmark row {name}/{mode}/{precision}/{batch} failed")
+                        raise SystemExit(f"benchmark row {name}/{mode}/{precision}/{batch}/compile={comp} failed")
                     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
                     r = rows[-1]
                     if mode == "reference":
@@ -189,9 +197,11 @@ def main() -> None:
                     ratio = (f"{r['s_per_image_iter'] / reference:.2f}" if reference and r["s_per_image_iter"]
                              else "-")
                     r["ratio_to_reference"] = None if ratio == "-" else float(ratio)
-                    print(f"{r['config']:<15}{r['weights']:>8}{r['mode']:>10}{r['precision']:>6}{r['batch']:>6}"
-                          f"{r['device']:>7}{str(r['s_per_image_iter'] or '-'):>12}{r['s_per_image_full_run']:>12}"
-                          f" ({r['full_steps']} it){r['peak_mib']:>10}{ratio:>13}", flush=True)
+                    print(f"{r['config']:<15}{r['weights']:>8}{r['mode']:>10}{r['precision']:>6}"
+                          f"{'yes' if r['compile'] else 'no':>8}{r['batch']:>6}{r['device']:>7}"
+                          f"{str(r['s_per_image_iter'] or '-'):>12}{r['s_per_image_full_run']:>12}"
+                          f" ({r['full_steps']} it){str(r['warmup_s'] or '-'):>10}{r['peak_mib']:>10}{ratio:>13}",
+                          flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

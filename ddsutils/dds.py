@@ -46,7 +46,7 @@ _RUN_FLAGS = {"G_s": ("--source", "source"), "G_t": ("--target", "target"), "mod
               "blend_start": ("--blend-start", "blend_start"), "min_area": ("--min-area", "min_area"),
               "dilation": ("--dilation", "dilation"),
               "feather": ("--feather", "feather"), "composite": ("--composite", "composite"),
-              "precision": ("--precision", "precision"),
+              "precision": ("--precision", "precision"), "compile": ("--compile", "compile"),
               "device": ("--device", "device")}
 
 
@@ -80,7 +80,7 @@ def _run_cli(a: Any) -> int:
     settings = dict(mode=a.mode, latent_space=a.latent_space, init=a.init, alpha=a.alpha, beta=a.beta, gamma=a.gamma,
                     backbone=a.backbone, lr=a.lr, num_steps=a.steps, snapshot_every=a.snapshot_every, seed=a.seed,
                     blend_start=a.blend_start, min_area=a.min_area, dilation=a.dilation, feather=a.feather,
-                    composite=a.composite, precision=a.precision,
+                    composite=a.composite, precision=a.precision, compile=a.compile,
                     ref_truncation=truncation, device=dev)
     flags = {k: (flag, getattr(a, attr)) for k, (flag, attr) in _RUN_FLAGS.items()}
     backbone = a.backbone or ("lpips-alex" if a.mode == "refine" else "vgg16")
@@ -185,7 +185,7 @@ _SETTABLE: dict[str, type] = {
     "latent_space": str, "init": str, "alpha": float, "beta": float, "gamma": float, "backbone": str, "layers": str,
     "normalize": str, "norm": str, "mask_resize": str, "backbone_weights": str, "lr": float, "release_domain1": str,
     "blend_start": int, "min_area": int, "dilation": int, "feather": float, "composite": str, "inside_weight": float,
-    "mse_weight": float, "precision": str}
+    "mse_weight": float, "precision": str, "compile": bool}
 #: Keywords ``dds evaluate`` sets from its own arguments.
 _NOT_SETTABLE = {"num_steps": "--steps", "steps": "--steps", "seed": "--seed", "mode": "--modes", "modes": "--modes",
                  "n": "--n", "device": "--device"}
@@ -210,6 +210,11 @@ def _parse_settings(items: Sequence[str] | None) -> dict[str, Any]:
             raise UserError(f"{key} is set with {_NOT_SETTABLE[key]}, not with --set", argument="--set", value=item)
         cli.choice(key, "--set", _SETTABLE, what="optimise keyword")
         kind, name = _SETTABLE[key], f"--set {key}"
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise UserError("wants true or false", argument=name, value=value)
+            out[key] = value.lower() in ("true", "1")
+            continue
         out[key] = cli.float_arg(value, name) if kind is float else cli.int_arg(value, name) if kind is int else value
     return out
 
@@ -469,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--snapshot-every", type=pos, default=100, help="keep the image every this many steps")
     r.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="forward passes in fp32, bf16 (autocast; latent and Adam stay fp32) or tf32 (CUDA)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile each step's forward pass (the first step compiles: about a minute on CPU)")
     r.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     e = sub.add_parser("evaluate", help="score the crossover and DDS on the toy zoo with the judges (table + JSON)")

@@ -887,6 +887,8 @@ DDS_CLI_CASES: list[tuple[str, str, list[str], str, dict[str, str]]] = [
     ("dds-eval-set-typo", "dds", [*_EVAL, "--set", "alhpa=1"],
      "--set: alhpa: unknown optimise keyword (did you mean alpha?)", {}),
     ("dds-eval-set-form", "dds", [*_EVAL, "--set", "alpha"], "--set: alpha: wants KEY=VALUE", {}),
+    ("dds-eval-set-compile", "dds", [*_EVAL, "--set", "compile=maybe"],
+     "--set compile: maybe: wants true or false", {}),
     ("dds-eval-set-negative", "dds", [*_EVAL, "--set", "alpha=-1"], "--set alpha: -1: must be >= 0", {}),
     ("dds-eval-set-blend-start", "dds", [*_EVAL, "--set", "blend_start=99"],
      "--set blend_start: 99: start must be", {}),

@@ -36,7 +36,7 @@ from torch import nn
 
 from . import backbones, cli
 from .cli import UserError
-from .precision import check_precision, precision_context
+from .precision import check_compile, check_precision, compiled, precision_context
 from .losses import (PAPER_WEIGHTS, RELEASE_WEIGHTS, _MASK_RESIZES, _NORMS, DDSInputs, crossover, crossover_loss,
                      masked_feature_loss, masked_pixel_loss, paper_loss, refine_loss, release_loss)
 from .stylegan2 import Generator
@@ -327,6 +327,7 @@ def _check_settings(G_s: Any, G_t: Any, settings: Mapping[str, Any]) -> dict[str
                         value=s["ref_truncation"]) from None
     s["device"] = cli.device(s["device"], "device")
     check_precision(s["precision"], s["device"])
+    check_compile(s["compile"], s["device"])
     return s
 
 
@@ -513,6 +514,7 @@ def optimise(
     seed: int | Sequence[int] = 0,
     callback: Callable[[int, dict[str, torch.Tensor], torch.Tensor], None] | None = None,
     precision: str = "fp32",
+    compile: bool = False,
     device: str | torch.device = "auto",
     progress: bool = True,
 ) -> DDSResult:
@@ -580,6 +582,10 @@ def optimise(
         callback: ``callback(step, losses, images)`` after every step (``losses``: term → ``[N]``).
         precision: ``"fp32"`` (default), ``"bf16"`` (generators and backbone under bfloat16 autocast; the
             latent and Adam stay float32) or ``"tf32"`` (CUDA only); :mod:`ddsutils.core.precision`.
+        compile: run each step's forward pass (generators, backbone, loss) through :func:`torch.compile`
+            (paper, release and refine modes): the first step compiles (about a minute on CPU, more at 256 px),
+            the others run faster (docs/speed.md); results equal the eager ones up to float rounding. Off by
+            default.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         progress: show a ``tqdm.auto`` bar with the mean loss (read every 10 steps: no per-step host sync).
 
@@ -633,7 +639,7 @@ def _mode_defaults(s: Mapping[str, Any], G_t: Generator) -> dict[str, Any]:
 _CONFIG_KEYS = ("mode", "latent_space", "init", "alpha", "beta", "gamma", "backbone", "layers", "normalize", "norm",
                 "mask_resize", "backbone_weights", "resize", "lr", "num_steps", "snapshot_every", "ref_truncation",
                 "release_domain1", "n_mean_latent", "seeds", "release_weights", "blend_start", "min_area", "dilation",
-                "feather", "composite", "inside_weight", "mse_weight", "precision", "device", "n", "size",
+                "feather", "composite", "inside_weight", "mse_weight", "precision", "compile", "device", "n", "size",
                 "generators")
 
 
@@ -662,7 +668,8 @@ def _start_latent(G: Generator, inp: DDSInputs, s: Mapping[str, Any]) -> torch.T
 def _synthesis(latent_space: str, noise: list[torch.Tensor] | str) -> Callable[..., Any]:
     """``render(G, latent, feats=False)``: ``G``'s image (and StyledConv activations) of a latent (w⁺ if 3-d)."""
     def render(G: Generator, latent: torch.Tensor, feats: bool = False):
-        return G(latent, input_space="w+" if latent.ndim == 3 else latent_space, noise=noise, return_features=feats)
+        return G(latent, input_space="w+" if latent.ndim == 3 else latent_space, noise=noise, return_features=feats,
+                 check_finite=False)  # the start was checked: no host sync per step
     return render
 
 
@@ -771,6 +778,7 @@ def _descend(G: Generator, render: Callable[..., Any], latent: torch.Tensor,
     from tqdm.auto import tqdm
 
     num_steps, every, callback = s["num_steps"], s["snapshot_every"], s["callback"]
+    loss_fn = compiled(loss_fn, s["compile"])  # the step's forward pass, compiled on the first call when asked
 
     def image(gen: Generator = G) -> torch.Tensor:
         with torch.no_grad():

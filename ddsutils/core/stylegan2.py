@@ -394,15 +394,16 @@ class Generator(nn.Module):
         return [getattr(self.noises, f"noise_{i}") for i in range(self.num_layers)]
 
     def to_w_plus(self, latent: torch.Tensor, *, input_space: str = "z", truncation: float = 1.0,
-                  truncation_latent: torch.Tensor | None = None) -> torch.Tensor:
+                  truncation_latent: torch.Tensor | None = None, check_finite: bool = True) -> torch.Tensor:
         """Turn ``z``/``w`` ``[N, D]`` or ``w+`` ``[N, L, D]`` into ``w+`` ``[N, L, D]``, with truncation.
 
         Truncation moves w toward ``truncation_latent`` (default ``self.latent_avg``; required when
-        ``truncation < 1`` and no average is known): ``w' = w_avg + psi (w - w_avg)``.
+        ``truncation < 1`` and no average is known): ``w' = w_avg + psi (w - w_avg)``. ``check_finite``
+        refuses NaN / inf latents (a host sync: optimisation loops that checked their start pass ``False``).
         """
         if input_space not in ("z", "w", "w+"):
             raise ValueError(f"input_space must be 'z', 'w' or 'w+', got {input_space!r}")
-        if not torch.isfinite(latent).all():
+        if check_finite and not torch.isfinite(latent).all():
             raise ValueError("latent contains NaN or inf")
         if input_space == "z":
             w = self.mapping(latent)[:, None, :].expand(-1, self.n_latent, -1)
@@ -465,14 +466,14 @@ class Generator(nn.Module):
 
     def forward(self, latent: torch.Tensor, *, input_space: str = "z", truncation: float = 1.0,
                 truncation_latent: torch.Tensor | None = None, noise: str | Sequence[torch.Tensor] = "const",
-                return_features: bool = False):
+                return_features: bool = False, check_finite: bool = True):
         """Generate images from ``z``/``w`` ``[N, D]`` or ``w+`` ``[N, L, D]``.
 
         Returns ``img [N, 3, size, size]`` (roughly in [-1, 1]) or ``(img, features)``; see
         :meth:`to_w_plus` and :meth:`synthesis` for the keywords.
         """
         w_plus = self.to_w_plus(latent, input_space=input_space, truncation=truncation,
-                                truncation_latent=truncation_latent)
+                                truncation_latent=truncation_latent, check_finite=check_finite)
         return self.synthesis(w_plus, noise=noise, return_features=return_features)
 
 
