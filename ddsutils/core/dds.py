@@ -792,6 +792,8 @@ def _descend(G: Generator, render: Callable[..., Any], latent: torch.Tensor,
     show = not cli.no_progress(s["progress"])
     t0 = time.perf_counter()
     bar = tqdm(range(num_steps), desc=f"DDS {s['mode']}", disable=not show, leave=False)
+    if s["compile"]:
+        bar.set_postfix_str("compiling the step (first call: about a minute on CPU)")
     for step in bar:
         # 1. the per-sample losses of the current latent, the forward passes at the chosen precision
         opt.zero_grad(set_to_none=True)
