@@ -182,9 +182,10 @@ class Context:
     """Settings of one profile plus lazily loaded generators, judges, reference features and cached runs.
 
     Args:
-        profile: ``"ci"``, ``"demo"`` or ``"paper"``: its settings are :func:`profile_settings`, its domains
-            (``self.domains``, ``{name: notebook.Domain}``: the judges' style of each domain) the ``domains:``
-            section of ``notebooks/params/<profile>.yaml``.
+        profile: ``"ci"``, ``"demo"``, ``"paper"`` or the path of a YAML file of the same structure (e.g. the
+            paper-smoke profile, :mod:`ddsutils.lab.smoke`): its settings are :func:`profile_settings`, its
+            domains (``self.domains``, ``{name: notebook.Domain}``: the judges' style of each domain) the
+            ``domains:`` section of ``notebooks/params/<profile>.yaml``.
         **overrides: any key of :data:`SETTINGS` (``n``, ``num_steps``, ``pairs``, ``masks``, ``device``, ...),
             ``segmenters`` = ``{mask: segmenter file}`` for ``mask_source="segmenter"``, ``out`` = results
             folder, ``cache`` = DDS run cache.
@@ -198,7 +199,8 @@ class Context:
     """
 
     def __init__(self, profile: str = "demo", **overrides: Any) -> None:
-        cli.choice(profile, "profile", sorted(PROFILES), what="profile")
+        if not (Path(profile).suffix in (".yaml", ".yml") and Path(profile).is_file()):  # a profile's file
+            cli.choice(profile, "profile", sorted(PROFILES), what="profile")
         unknown = set(overrides) - _PROFILE_KEYS
         if unknown:
             near = difflib.get_close_matches(sorted(unknown)[0], sorted(_PROFILE_KEYS), n=1)
@@ -209,7 +211,7 @@ class Context:
         self.cfg: dict[str, Any] = {**settings, "segmenters": {}, **overrides}
         check_settings(self.cfg)
         self.cfg["pairs"] = [tuple(p) for p in self.cfg["pairs"]]
-        self.out = Path(self.cfg.get("out") or runs_dir() / profile / "results")
+        self.out = Path(self.cfg.get("out") or runs_dir() / Path(profile).stem / "results")
         self.cache = Path(self.cfg.get("cache") or self.out / "dds")
         dev = self.cfg["device"]
         if str(dev).startswith("cuda") and not torch.cuda.is_available():
@@ -307,7 +309,7 @@ class Context:
         if not path or not Path(path).is_file():
             raise ValueError(f"mask_source='segmenter' needs a trained segmenter for {mask!r} (got {path!r}); "
                              f"run notebooks/02_oneshot_segmenter.ipynb with mask={mask!r} (it saves "
-                             f"runs/{self.profile}/segmenter_{mask}.pt) and pass segmenters={{{mask!r}: path}}, "
+                             f"{self.out.parent / f'segmenter_{mask}.pt'}) and pass segmenters={{{mask!r}: path}}, "
                              "or use mask_source='parser' in the toy world")
         return str(path)
 
