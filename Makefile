@@ -9,12 +9,13 @@ NBVAL_ARGS  ?=
 PROFILE     ?= demo
 PAPER_TIMEOUT ?= 6h
 
-.PHONY: lab venv lint test test-notebooks test-all test-gpu demo paper figures figures-commit strip strip-install weights verify-weights zoo bench clean help
+.PHONY: lab venv lint test test-notebooks test-all test-gpu demo paper paper-smoke figures figures-commit strip strip-install weights verify-weights zoo bench clean help
 
 help:
 	@echo "make demo            run the notebooks at the demo profile on CPU (runs/demo/, figures in runs/demo/figures/)"
 	@echo "make lab             JupyterLab on notebooks/ with the .venv kernel"
 	@echo "make paper           run the notebooks at the paper profile (GPU, 256 px public weights; runs/paper/)"
+	@echo "make paper-smoke     the paper profile end to end at 256 px, random weights, 2 steps (CPU or GPU; runs/paper-smoke/)"
 	@echo "make figures         run notebooks/90_paper_figures.ipynb at PROFILE (default demo) into runs/PROFILE/figures/"
 	@echo "make figures-commit  the same, but refresh the committed figures/ (maintainers, after make demo)"
 	@echo "make lint            ruff check . (pyflakes, pycodestyle E/W, lines <= 120; notebooks too; see pyproject.toml)"
@@ -69,6 +70,11 @@ demo: $(STAMP)
 
 paper: $(STAMP)
 	timeout $(PAPER_TIMEOUT) $(PY) -m ddsutils.lab.demo --profile paper
+
+# The paper profile derived for random-weight 256 px generators and 2 DDS steps (ddsutils/lab/smoke.py): every
+# notebook of the run list with the paper's parameters, offline, on CUDA when available (docs/speed.md).
+paper-smoke: $(STAMP)
+	$(PY) -m ddsutils.lab.smoke
 
 # Notebook 90 draws runs/$(PROFILE)/ results into runs/$(PROFILE)/figures/ (never the checkout);
 # figures-commit asks for the committed figures/ folder explicitly (fig_dir=figures).

@@ -2,6 +2,7 @@
 
     python -m ddsutils.lab.demo --profile demo        # make demo: every notebook of the run list, CPU, toy world
     python -m ddsutils.lab.demo --profile paper       # make paper: 256 px public weights, GPU
+    python -m ddsutils.lab.demo --profile paper-smoke # make paper-smoke: the paper profile, random weights, 2 steps
     python -m ddsutils.lab.demo --profile demo --only 03_dds_optimisation
 
 Executed notebooks go to ``runs/<profile>/<name>.ipynb`` and figures to ``runs/<profile>/figures/`` (only
@@ -37,7 +38,8 @@ def _weights_table() -> None:
 def main(argv: list[str] | None = None) -> int:
     """``python -m ddsutils.demo``; user errors are one line and exit status 2 (:mod:`ddsutils.cli`)."""
     p = cli.ArgumentParser(prog="python -m ddsutils.demo", description=__doc__.splitlines()[0])
-    p.add_argument("--profile", default=None, help="run the notebooks at this profile (ci | demo | paper)")
+    p.add_argument("--profile", default=None,
+                   help="run the notebooks at this profile (ci | demo | paper | paper-smoke: ddsutils.lab.smoke)")
     p.add_argument("--only", nargs="+", default=None, help="notebook stems (default: the run list)")
     p.add_argument("--threads", type=cli.argtype(cli.positive_int), default=None,
                    help="OMP_NUM_THREADS for the notebook kernels")
@@ -45,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=cli.argtype(cli.non_negative_int), default=0,
                    help="seed of the foundation report (no --profile)")
     a = p.parse_args(argv)
+    if a.profile == "paper-smoke":
+        from . import smoke
+
+        rows = smoke.paper_smoke(a.out, names=a.only)
+        return 1 if any(r["status"] == "failed" for r in rows) else 0
     if a.profile is not None:
         from . import notebook
 
