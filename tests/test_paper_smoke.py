@@ -70,7 +70,7 @@ def test_sizes_devices_and_profile(derived):
 
 def test_everything_else_is_the_paper_profile(derived):
     paper, prof, _, files = derived
-    changed = set(smoke.SMOKE_SETTINGS) | {"device", "label_png", "pairs", "masks", "sweep_values", "fd"}
+    changed = set(smoke.SMOKE_SETTINGS) | {"device", "label_png", "pairs", "masks", "sweep_values", "fd", "mask_source"}
     for key, value in paper["experiments"].items():
         if key not in changed:
             assert prof["experiments"][key] == value, key
@@ -82,6 +82,7 @@ def test_everything_else_is_the_paper_profile(derived):
     exp = prof["experiments"]
     assert exp["fd"] == paper["experiments"]["fd"] or exp["fd"] == "vgg"
     assert prof["notebooks"]["04_ablations"]["sweep_values"] == [0.0, 2.0]
+    assert prof["notebooks"]["09_your_own_image"]["mask_png"].endswith("masks/eyes_nose_mouth.png")
     assert prof["notebooks"]["05_metrics"]["pairs"] == paper["notebooks"]["05_metrics"]["pairs"][:1]
 
 

@@ -4,8 +4,9 @@ The paper profile (``notebooks/params/paper.yaml``) needs a GPU and the public 2
 has; this path keeps it from rotting. :func:`smoke_profile` derives a profile from ``paper.yaml`` (loaded, not
 copied): the 256 px generators become seeded random-weight files of the rosinality FFHQ-256 shape
 (:func:`write_random_generators`), the sizes shrink (:data:`SMOKE_SETTINGS`: 2 DDS steps, 2 latents, ...), the
-painted one-shot label becomes a synthetic mask written where the paper profile expects it, and what cannot work
-offline takes the nearest available (Inception FID -> Fréchet VGG when its weights are not cached; downloads off).
+painted one-shot label becomes a synthetic mask written where the paper profile expects it (09 takes it as its
+painted region: a 2-step segmenter of random features finds no part there), and what cannot work offline takes
+the nearest available (Inception FID -> Fréchet VGG when its weights are not cached; downloads off).
 Every other value, and every parameter name, is the paper profile's, so a renamed or removed notebook parameter
 breaks this run. :func:`paper_smoke` writes all that into ``runs/paper-smoke/`` and executes the run list there
 with the notebook runner (:func:`ddsutils.lab.notebook.execute`), after a run of 02 with ``mask=hair`` (04, 05 and
@@ -151,6 +152,9 @@ def smoke_profile(generators: Mapping[str, str | os.PathLike], *, device: str, p
             section[key] = values[:1] if how == "first" else [values[0], values[-1]]
         if section.get("label_png"):
             section["label_png"] = _relative(Path(label_folder) / Path(section["label_png"]).name)
+    own = prof["notebooks"].get("09_your_own_image", {})
+    if own.get("mask_source") == "segmenter":  # a 2-step segmenter of random features finds no part in the pair
+        own["mask_source"], own["mask_png"] = "painted", str((Path(label_folder) / f"{own['mask']}.png").resolve())
     return prof
 
 
@@ -234,9 +238,9 @@ def _other_segmenters(prof: Mapping[str, Any], prof_file: Path, out: Path, names
     needed = set(exp["masks"]) if exp.get("mask_source") == "segmenter" else set()
     needed |= {m for s in prof["notebooks"].values() for m in s.get("masks", [])} & set(exp["masks"])
     rows: list[dict[str, Any]] = []
+    for mask in ("eyes_nose_mouth", "hair"):
+        _write_label(out / "masks" / f"{mask}.png", GENERATOR_SHAPE["size"], mask)
     for mask in [seg["mask"], *sorted(needed - {seg["mask"]})]:
-        if label is not None:
-            _write_label(label.with_name(f"{mask}.png"), GENERATOR_SHAPE["size"], mask)
         if mask == seg["mask"] or ("02_oneshot_segmenter" not in names and (out / f"segmenter_{mask}.pt").is_file()):
             continue
         print(f"paper-smoke: 02_oneshot_segmenter with mask={mask} first (its segmenter_{mask}.pt)", flush=True)
