@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from ..core import cli
+from .inversion import _floats, _mean  # the same per-image summaries as the inversion tables
 
 __all__ = ["DEFAULT_SEED", "RENDER_SEED", "PART_MASKS", "METHODS", "BASELINES", "train", "evaluate_anchoring",
            "paired_differences", "format_tables", "translation_images", "main"]
@@ -98,17 +99,6 @@ def train(style: str = "natural", *, generator: Any = None, renders: int = 0, re
 
 # ----------------------------------------------------------------------------------------------------
 # evaluation
-
-
-def _mean(x: Tensor) -> float:
-    """Mean of the finite-or-inf entries (NaN left out; NaN when none)."""
-    x = x.double()
-    x = x[~torch.isnan(x)]
-    return float(x.mean()) if x.numel() else float("nan")
-
-
-def _floats(x: Tensor) -> list[float]:
-    return [float(v) for v in x.double()]
 
 
 def _check_eval_args(*, n: Any, seed: Any, styles: Any, pair_targets: Any, num_steps: Any, refine_steps: Any,

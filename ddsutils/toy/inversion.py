@@ -87,6 +87,7 @@ def _check_args(*, styles: Any, n: Any, seed: Any, num_steps: Any, batch_size: A
 
 
 def _mean(x: Tensor) -> float:
+    """Mean of the finite-or-inf entries (NaN left out; NaN when none)."""
     x = x.double()
     x = x[~torch.isnan(x)]
     return float(x.mean()) if x.numel() else float("nan")

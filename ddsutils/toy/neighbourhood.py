@@ -318,9 +318,8 @@ def warm_start_source(generator: str | Path = "toy-natural-64", out: str | Path 
         _cpu_state,
         adam_for,
         build_discriminator,
-        d_logistic_loss,
+        discriminator_step,
         progress_bar,
-        r1_penalty,
         real_batch,
         rng,
         sample_w_plus,
@@ -351,17 +350,8 @@ def warm_start_source(generator: str | Path = "toy-natural-64", out: str | Path 
             fake = G.synthesis(sample_w_plus(G, batch, mixing=mixing, generator=gen),
                                noise=G.make_noise(batch, generator=gen))
         # logistic loss, then the lazy R1 step
-        real_pred, fake_pred = D(real), D(fake)
-        loss = d_logistic_loss(real_pred, fake_pred)
-        D.zero_grad(set_to_none=True)
-        loss.backward()
-        d_optim.step()
-        if r1 > 0 and d_reg_every > 0 and i % d_reg_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            pred = D(real_r)
-            D.zero_grad(set_to_none=True)
-            (r1 / 2 * r1_penalty(pred, real_r) * d_reg_every + 0 * pred[0, 0]).backward()
-            d_optim.step()
+        loss, real_pred, fake_pred, _ = discriminator_step(D, d_optim, real, fake, step=i, r1=r1,
+                                                           d_reg_every=d_reg_every)
         if (i + 1) % 10 == 0 or i + 1 == steps:
             log.append({"iter": i + 1, "d": round(float(loss.detach()), 6),
                         "real_score": round(float(real_pred.detach().mean()), 6),

@@ -52,6 +52,7 @@ __all__ = [
     "d_logistic_loss",
     "g_nonsaturating_loss",
     "r1_penalty",
+    "discriminator_step",
     "path_length_penalty",
     "ema_decay",
     "ema_update",
@@ -160,6 +161,31 @@ def r1_penalty(real_pred: torch.Tensor, real_img: torch.Tensor) -> torch.Tensor:
     """
     (grad,) = torch.autograd.grad(real_pred.sum(), real_img, create_graph=True)
     return grad.pow(2).reshape(grad.shape[0], -1).sum(1).mean()
+
+
+def discriminator_step(D: nn.Module, d_optim: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor, *,
+                       step: int, r1: float, d_reg_every: int
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One image-level discriminator update: the logistic loss on ``real`` / ``fake``, then (every ``d_reg_every``
+    steps, when ``r1 > 0``) the lazy R1 step on ``real``.
+
+    Returns:
+        ``(d_loss, real_pred, fake_pred, r1_loss)``; ``r1_loss`` is ``None`` on steps without the R1 update.
+    """
+    real_pred, fake_pred = D(real), D(fake)
+    d_loss = d_logistic_loss(real_pred, fake_pred)
+    D.zero_grad(set_to_none=True)
+    d_loss.backward()
+    d_optim.step()
+    r1_loss = None
+    if r1 > 0 and d_reg_every > 0 and step % d_reg_every == 0:
+        real_r = real.detach().requires_grad_(True)
+        pred = D(real_r)
+        r1_loss = r1_penalty(pred, real_r)
+        D.zero_grad(set_to_none=True)
+        (r1 / 2 * r1_loss * d_reg_every + 0 * pred[0, 0]).backward()
+        d_optim.step()
+    return d_loss, real_pred, fake_pred, r1_loss
 
 
 def path_length_penalty(img: torch.Tensor, w_plus: torch.Tensor, mean_path_length: float, *,
@@ -523,18 +549,9 @@ def train_gan(*, out_dir: str | os.PathLike, style: str = "natural", preset: str
         with torch.no_grad():
             fake = G.synthesis(sample_w_plus(G, batch, mixing=mixing, generator=gen, device=dev),
                                noise=G.make_noise(batch, generator=gen))
-        real_pred, fake_pred = D(real), D(fake)
-        d_loss = d_logistic_loss(real_pred, fake_pred)
-        D.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_optim.step()
-        if r1 > 0 and d_reg_every > 0 and i % d_reg_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            pred = D(real_r)
-            r1_loss = r1_penalty(pred, real_r)
-            D.zero_grad(set_to_none=True)
-            (r1 / 2 * r1_loss * d_reg_every + 0 * pred[0, 0]).backward()
-            d_optim.step()
+        d_loss, real_pred, fake_pred, r1_loss = discriminator_step(D, d_optim, real, fake, step=i, r1=r1,
+                                                                   d_reg_every=d_reg_every)
+        if r1_loss is not None:
             r1_val = _f(r1_loss)
 
         # -- generator -----------------------------------------------------------------------------
