@@ -34,7 +34,8 @@ import torch
 from torch import Tensor
 
 from ..core import cli
-from .inversion import _floats, _mean  # the same per-image summaries as the inversion tables
+from .inversion import PART_MASKS  # scored as the inversion tables: the same masks and per-image summaries
+from .inversion import _part_masks, _reconstruction_scores, _summaries, _translation_scores
 
 __all__ = ["DEFAULT_SEED", "RENDER_SEED", "PART_MASKS", "METHODS", "BASELINES", "train", "evaluate_anchoring",
            "paired_differences", "format_tables", "translation_images", "main"]
@@ -46,8 +47,6 @@ __all__ = ["DEFAULT_SEED", "RENDER_SEED", "PART_MASKS", "METHODS", "BASELINES", 
 DEFAULT_SEED = 910_000
 #: Identity seed of the renders :func:`train` adds to the generator's samples.
 RENDER_SEED = 4_230_000
-#: Parser masks the translations are scored on.
-PART_MASKS: tuple[str, ...] = ("eyes_nose_mouth", "hair")
 #: Methods that map an image into ``G_nat``'s latent space, in table order.
 METHODS: tuple[str, ...] = ("encoder", "encoder+project", "project")
 #: Rows that do not look at the input's latent.
@@ -194,9 +193,7 @@ def evaluate_anchoring(
     from ..core import dds as core_dds
     from ..core.backbones import _cached_lpips
     from ..core.encoder import check_compatible, encode, parameter_count
-    from ..core.metrics import lpips_distance, psnr, ssim
     from ..core.projector import project
-    from ..core.segmenter import mask_iou
     from ..core.stylegan2 import load_generator
     from . import judges, toyworld
 
@@ -231,26 +228,14 @@ def evaluate_anchoring(
     other = torch.roll(torch.arange(n), 1)  # identity i's random identity is identity i - 1
     truth = {s: toyworld.render(ids, style=s, size=G_nat.size)[0] for s in needed}
 
-    def lpips(a: Tensor, b: Tensor) -> Tensor:
-        return lpips_distance(a.cpu(), b.cpu(), net="alex").detach().double()
-
-    def parts(img: Tensor) -> dict[str, Tensor]:
-        labels = judges.predict_parts(parser, img.cpu())
-        return {m: toyworld.part_mask(labels, m) for m in PART_MASKS}
-
-    true_parts = {s: parts(truth[s]) for s in needed}
+    true_parts = {s: _part_masks(parser, truth[s]) for s in needed}
 
     def scored(src: str, tgt: str, method: str, img: Tensor, secs: float | None = None) -> dict[str, Any]:
         """One table row: ``img`` against the true ``tgt`` render of the same identities."""
-        d = lpips(img, truth[tgt])
-        pm = parts(img)
-        ious = {m: mask_iou(pm[m], true_parts[tgt][m]) for m in PART_MASKS}
         styles_px = judges.predict_styles(domain_judge, img.cpu())
         share = (styles_px == toyworld.STYLES.index(tgt)).double().flatten(1).mean(1)
-        return {"source": src, "target": tgt, "method": method, "lpips": _mean(d),
-                **{f"iou_{m}": _mean(v) for m, v in ious.items()}, "in_target": _mean(share), "s_per_image": secs,
-                "per_image": {"lpips": _floats(d), **{f"iou_{m}": _floats(v) for m, v in ious.items()},
-                              "in_target": _floats(share)}}
+        scores = {**_translation_scores(parser, img, truth[tgt], true_parts[tgt]), "in_target": share}
+        return {"source": src, "target": tgt, "method": method, **_summaries(scores), "s_per_image": secs}
 
     def timed_batches(fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, float]:
         """``fn`` on batches of ``batch_size``: (concatenated w+, wall seconds per image)."""
@@ -294,10 +279,8 @@ def evaluate_anchoring(
     for m in METHODS:
         y = decode(G_nat, w_of["natural", m])
         images[f"{m}/natural"] = y
-        d, q, p = lpips(y, truth["natural"]), ssim(y, truth["natural"]).double(), psnr(y, truth["natural"]).double()
-        reconstruction.append({"method": m, "lpips": _mean(d), "ssim": _mean(q), "psnr": _mean(p),
-                               "s_per_image": secs_of["natural", m],
-                               "per_image": {"lpips": _floats(d), "ssim": _floats(q), "psnr": _floats(p)}})
+        reconstruction.append({"method": m, **_summaries(_reconstruction_scores(y, truth["natural"])),
+                               "s_per_image": secs_of["natural", m]})
 
     # 5. translation S -> natural and the pair route natural -> T, each next to the baselines
     z = torch.randn(n, G_nat.style_dim, generator=torch.Generator().manual_seed(seed + 1))

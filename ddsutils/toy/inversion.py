@@ -97,6 +97,43 @@ def _floats(x: Tensor) -> list[float]:
     return [float(v) for v in x.double()]
 
 
+def _summaries(per_image: Mapping[str, Tensor]) -> dict[str, Any]:
+    """``{name: mean}`` of per-image scores ``[N]`` (NaN left out), plus ``"per_image": {name: [N floats]}``."""
+    return {**{k: _mean(v) for k, v in per_image.items()}, "per_image": {k: _floats(v) for k, v in per_image.items()}}
+
+
+def _lpips(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image LPIPS-alex ``[N]`` (float64, on the CPU) of images in [-1, 1]."""
+    from ..core.metrics import lpips_distance
+
+    return lpips_distance(a.cpu(), b.cpu(), net="alex").detach().double()
+
+
+def _reconstruction_scores(img: Tensor, truth: Tensor) -> dict[str, Tensor]:
+    """LPIPS-alex, SSIM and PSNR of ``img`` against ``truth`` per image (float64 ``[N]`` each)."""
+    from ..core.metrics import psnr, ssim
+
+    return {"lpips": _lpips(img, truth), "ssim": ssim(img, truth).double(), "psnr": psnr(img, truth).double()}
+
+
+def _part_masks(parser: Any, img: Tensor) -> dict[str, Tensor]:
+    """The parser's :data:`PART_MASKS` of ``img`` ``[N, 3, H, W]``: ``{mask: [N, 1, H, W]}``."""
+    from . import judges, toyworld
+
+    labels = judges.predict_parts(parser, img.cpu())
+    return {m: toyworld.part_mask(labels, m) for m in PART_MASKS}
+
+
+def _translation_scores(parser: Any, img: Tensor, truth: Tensor, truth_parts: Mapping[str, Tensor]
+                        ) -> dict[str, Tensor]:
+    """LPIPS-alex to the true renders ``truth`` and the IoU of the parser's part masks with ``truth_parts`` (the
+    parts of ``truth``), per image: ``{"lpips", "iou_<mask>"}``."""
+    from ..core.segmenter import mask_iou
+
+    parts = _part_masks(parser, img)
+    return {"lpips": _lpips(img, truth), **{f"iou_{m}": mask_iou(parts[m], truth_parts[m]) for m in PART_MASKS}}
+
+
 def evaluate_inversion(
     *,
     styles: Sequence[str] = DEFAULT_STYLES,
@@ -158,9 +195,7 @@ def evaluate_inversion(
     from ..core import cli
     from ..core import dds as core_dds
     from ..core.backbones import _cached_lpips
-    from ..core.metrics import lpips_distance, psnr, ssim
     from ..core.projector import project
-    from ..core.segmenter import mask_iou
     from ..core.stylegan2 import load_generator
     from . import judges, toyworld
 
@@ -183,22 +218,11 @@ def evaluate_inversion(
     other = torch.roll(torch.arange(n), 1)  # identity i's baseline is identity i - 1 (a different person)
     truth = {s: toyworld.render(ids, style=s, size=size)[0] for s in styles}
 
-    def lpips(a: Tensor, b: Tensor) -> Tensor:
-        return lpips_distance(a.cpu(), b.cpu(), net="alex").detach().double()
-
-    def parts(img: Tensor) -> dict[str, Tensor]:
-        labels = judges.predict_parts(parser, img.cpu())
-        return {m: toyworld.part_mask(labels, m) for m in PART_MASKS}
-
-    true_parts = {t: parts(truth[t]) for t in styles}
+    true_parts = {t: _part_masks(parser, truth[t]) for t in styles}
 
     def translation_row(src: str, tgt: str, method: str, img: Tensor) -> dict[str, Any]:
-        d = lpips(img, truth[tgt])
-        pm = parts(img)
-        ious = {m: mask_iou(pm[m], true_parts[tgt][m]) for m in PART_MASKS}
-        return {"source": src, "target": tgt, "method": method, "lpips": _mean(d),
-                **{f"iou_{m}": _mean(v) for m, v in ious.items()},
-                "per_image": {"lpips": _floats(d), **{f"iou_{m}": _floats(v) for m, v in ious.items()}}}
+        return {"source": src, "target": tgt, "method": method,
+                **_summaries(_translation_scores(parser, img, truth[tgt], true_parts[tgt]))}
 
     # 1. invert every style's renders once (batches of batch_size)
     reconstruction: dict[str, Any] = {}
@@ -216,11 +240,8 @@ def evaluate_inversion(
             rec.append(r.image)
             secs.append(r.timings["total_s"])
         w_inv[s], images[f"reconstruction/{s}"], images[f"truth/{s}"] = torch.cat(w), torch.cat(rec), truth[s]
-        x, y = images[f"reconstruction/{s}"], truth[s]
-        d, q, p = lpips(x, y), ssim(x, y).double(), psnr(x, y).double()
-        reconstruction[s] = {"lpips": _mean(d), "ssim": _mean(q), "psnr": _mean(p), "s_per_image": sum(secs) / n,
-                             "batch_seconds": [round(t, 3) for t in secs],
-                             "per_image": {"lpips": _floats(d), "ssim": _floats(q), "psnr": _floats(p)}}
+        reconstruction[s] = {**_summaries(_reconstruction_scores(images[f"reconstruction/{s}"], truth[s])),
+                             "s_per_image": sum(secs) / n, "batch_seconds": [round(t, 3) for t in secs]}
 
     # 2. translation: the same w+ through every other style's generator, against the true render
     z = torch.randn(n, next(iter(gens.values())).style_dim, generator=torch.Generator().manual_seed(seed + 1))
