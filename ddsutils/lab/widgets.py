@@ -394,6 +394,15 @@ class MaskPainter:
             self.status.value = self._status_text()
 
 
+def _ipywidgets(owner: str) -> Any:
+    """The ``ipywidgets`` module, or an ImportError naming the widget that needs it and the fix."""
+    try:
+        import ipywidgets
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(f"{owner} needs ipywidgets ({exc}); `pip install ipywidgets`") from exc
+    return ipywidgets
+
+
 class DDSPanel:
     """Rerun DDS on one toy-world pair from a notebook: mode, mask, blend layer, dilation, weights, seed.
 
@@ -449,10 +458,7 @@ class DDSPanel:
         return self.last
 
     def _build(self) -> Any:
-        try:
-            import ipywidgets as W
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(f"DDSPanel needs ipywidgets ({exc}); `pip install ipywidgets`") from exc
+        W = _ipywidgets("DDSPanel")
         n_layers = self.G_t.num_layers
         c = {
             "mode": W.Dropdown(options=self.MODES, value="blend", description="mode"),
@@ -554,10 +560,7 @@ class PhotoUpload:
         return self.path
 
     def _build(self) -> Any:
-        try:
-            import ipywidgets as W
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(f"PhotoUpload needs ipywidgets ({exc}); `pip install ipywidgets`") from exc
+        W = _ipywidgets("PhotoUpload")
         button = W.FileUpload(accept="image/*", multiple=False, description="Upload a photo")
         status = W.HTML("no file yet: the notebook uses <code>image_path</code> (empty: a toy render)")
         preview = W.Image(layout=W.Layout(max_width="256px"))
